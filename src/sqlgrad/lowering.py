@@ -1,0 +1,342 @@
+"""Lowering of the layer-level graph to SQL expressions, for the scalar-column parameter representation.
+
+Every parameter is one DOUBLE column (``w1_0_1`` is layer 1's weight from input 0 to unit 1, ``b1_1`` its
+bias); every element of a row vector is one column expression. :data:`SCALAR` gives each op of
+:data:`sqlgrad.autodiff.RULES` its SQL form. :func:`stage` turns the nodes a plan needs into levels of
+nested SELECTs: a node used more than once becomes a named column of an earlier level, never an inlined
+copy, and a column is carried up only as long as a later level reads it.
+
+>>> from sqlgrad.spec import ModelSpec
+>>> from sqlgrad.autodiff import build_graph
+>>> g = build_graph(ModelSpec(2, (2,), ("relu",), "softmax", 2))
+>>> st = stage([g.loss, g.grads[g.params[1][1]]], native_tanh=True)
+>>> [[name for name, _ in level] for level in st.levels]
+[['z1_0', 'z1_1'], ['a1_0', 'a1_1'], ['z2_0', 'z2_1'], ['zmax'], ['lse']]
+>>> st.exprs(g.loss)[0].sql("duckdb")
+'"lse" - CASE WHEN "y" = 0 THEN "z2_0" WHEN "y" = 1 THEN "z2_1" END'
+>>> st.exprs(g.grads[g.params[1][1]])[1].sql("duckdb")
+'EXP("z2_1" - "lse") - CASE WHEN "y" = 1 THEN 1 ELSE 0 END'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+
+from .autodiff import RULES, Node, topological
+from .errors import SpecError
+from .spec import LEAKY_RELU_SLOPE
+from .sqlexpr import (
+    alias,
+    case,
+    col,
+    eq,
+    fexp,
+    ge,
+    greatest,
+    gt,
+    ln,
+    neg,
+    num,
+    paren,
+    total,
+)
+
+Exprs = list[exp.Expression]
+
+
+def leaf_columns(node: Node) -> list[str]:
+    """Column names of a leaf's elements (features ``x_i``, target ``y``, parameters ``w{l}_{i}_{j}``)."""
+    if node.op == "features":
+        return [f"x_{i}" for i in range(node.size)]
+    if node.op == "target":
+        return ["y"]
+    if node.op == "weight":
+        layer, fan_in, fan_out = node.attrs
+        return [f"w{layer}_{i}_{j}" for i in range(fan_in) for j in range(fan_out)]
+    if node.op == "bias":
+        (layer,) = node.attrs
+        return [f"b{layer}_{j}" for j in range(node.size)]
+    raise SpecError(f"{node.op} is not a leaf")
+
+
+def node_columns(node: Node) -> list[str]:
+    """Column names for a materialized node's elements."""
+    if node.is_leaf:
+        return leaf_columns(node)
+    return [node.name] if node.size == 1 else [f"{node.name}_{j}" for j in range(node.size)]
+
+
+# --- one SQL form per op (scalar representation) ----------------------------------------------------
+
+
+def _sigmoid(z: exp.Expression) -> exp.Expression:
+    """Stable logistic function: never EXP of a large positive number."""
+    return case(
+        [(ge(z, num(0)), num(1) / paren(num(1) + fexp(neg(z.copy()))))],
+        fexp(z.copy()) / paren(num(1) + fexp(z.copy())),
+    )
+
+
+def _tanh(z: exp.Expression, native: bool) -> exp.Expression:
+    if native:
+        return exp.Tanh(this=z)
+    # tanh(z) = (1 - e^{-2|z|}) / (1 + e^{-2|z|}) * sign(z), evaluated on the side that cannot overflow
+    e_neg = fexp(num(-2) * paren(z.copy()))
+    e_pos = fexp(num(2) * paren(z.copy()))
+    return case(
+        [(ge(z, num(0)), paren(num(1) - e_neg) / paren(num(1) + e_neg.copy()))],
+        paren(e_pos - num(1)) / paren(e_pos.copy() + num(1)),
+    )
+
+
+def _act(kind: str, z: exp.Expression, native_tanh: bool) -> exp.Expression:
+    if kind == "relu":
+        return case([(gt(z, num(0)), z.copy())], num(0))
+    if kind == "leaky_relu":
+        return case([(gt(z, num(0)), z.copy())], num(LEAKY_RELU_SLOPE) * paren(z.copy()))
+    if kind == "tanh":
+        return _tanh(z, native_tanh)
+    if kind == "sigmoid":
+        return _sigmoid(z)
+    if kind == "identity":
+        return z
+    raise SpecError(f"unknown activation {kind!r}")
+
+
+def _act_grad(kind: str, z: exp.Expression, a: exp.Expression, g: exp.Expression) -> exp.Expression:
+    if kind == "relu":
+        return case([(gt(z, num(0)), g)], num(0))
+    if kind == "leaky_relu":
+        return case([(gt(z, num(0)), g)], num(LEAKY_RELU_SLOPE) * paren(g.copy()))
+    if kind == "tanh":
+        return paren(g) * paren(num(1) - a * a.copy())
+    if kind == "sigmoid":
+        return paren(g) * a * paren(num(1) - a.copy())
+    if kind == "identity":
+        return g
+    raise SpecError(f"unknown activation {kind!r}")
+
+
+def _affine(node: Node, args: list[Exprs], ctx: LowerContext) -> Exprs:
+    h, w, b = args
+    _, fan_in, fan_out = node.inputs[1].attrs
+    return [
+        paren(total(h[i].copy() * w[i * fan_out + j].copy() for i in range(fan_in))) + b[j].copy()
+        for j in range(fan_out)
+    ]
+
+
+def _matmul_t(node: Node, args: list[Exprs], ctx: LowerContext) -> Exprs:
+    g, w = args
+    _, fan_in, fan_out = node.inputs[1].attrs
+    return [total(g[j].copy() * w[i * fan_out + j].copy() for j in range(fan_out)) for i in range(fan_in)]
+
+
+def _outer(node: Node, args: list[Exprs], ctx: LowerContext) -> Exprs:
+    h, g = args
+    return [h[i].copy() * g[j].copy() for i in range(len(h)) for j in range(len(g))]
+
+
+def _pick(z: Exprs, y: exp.Expression) -> exp.Expression:
+    """``z[y]`` for a class index y."""
+    return case([(eq(y.copy(), num(j)), z[j].copy()) for j in range(len(z))], None)
+
+
+def _xent(node: Node, args: list[Exprs], ctx: LowerContext) -> Exprs:
+    z, (lse,), (y,) = args
+    return [lse.copy() - _pick(z, y)]
+
+
+def _xent_grad(node: Node, args: list[Exprs], ctx: LowerContext) -> Exprs:
+    z, (lse,), (y,) = args
+    return [
+        fexp(z[j].copy() - lse.copy()) - case([(eq(y.copy(), num(j)), num(1))], num(0)) for j in range(len(z))
+    ]
+
+
+def _logloss(node: Node, args: list[Exprs], ctx: LowerContext) -> Exprs:
+    (z,), (y,) = args
+    # max(z, 0) - z*y + ln(1 + exp(-|z|)): the log loss of sigmoid(z), stable for any z
+    relu = case([(gt(z, num(0)), z.copy())], num(0))
+    return [relu - z.copy() * y.copy() + ln(num(1) + fexp(neg(exp.Abs(this=z.copy()))))]
+
+
+REPRESENTATION_FORMS: dict[str, Callable[[Node, list[Exprs], LowerContext], Exprs]] = {
+    "affine": _affine,
+    "act": lambda n, a, c: [_act(n.attrs[0], e, c.native_tanh) for e in a[0]],
+    "act_grad": lambda n, a, c: [
+        _act_grad(n.attrs[0], z, h, g) for z, h, g in zip(a[0], a[1], a[2], strict=True)
+    ],
+    "matmul_t": _matmul_t,
+    "outer": _outer,
+    "rowmax": lambda n, a, c: [greatest([e.copy() for e in a[0]])],
+    "logsumexp": lambda n, a, c: [a[1][0].copy() + ln(total(fexp(e.copy() - a[1][0].copy()) for e in a[0]))],
+    "softmax_xent": _xent,
+    "softmax_xent_grad": _xent_grad,
+    "sigmoid_logloss": _logloss,
+    "sigmoid_logloss_grad": lambda n, a, c: [_sigmoid(a[0][0].copy()) - a[1][0].copy()],
+    "squared_error": lambda n, a, c: [paren(a[0][0].copy() - a[1][0].copy()) * paren(a[0][0] - a[1][0])],
+    "squared_error_grad": lambda n, a, c: [num(2) * paren(a[0][0] - a[1][0])],
+    "scale": lambda n, a, c: [e.copy() * a[1][0].copy() for e in a[0]],
+    "add": lambda n, a, c: [x + y for x, y in zip(a[0], a[1], strict=True)],
+    "one": lambda n, a, c: [num(1)],
+}
+"""The SQL form of every non-leaf op in the scalar representation (element expressions from the
+element expressions of the inputs)."""
+
+SCALAR = REPRESENTATION_FORMS
+
+missing = set(RULES) - set(SCALAR) - {"features", "target", "weight", "bias"}
+if missing:  # pragma: no cover - a guard for whoever adds an op
+    raise RuntimeError(f"ops without a scalar SQL form: {sorted(missing)}")
+
+
+def sigmoid_expr(z: exp.Expression) -> exp.Expression:
+    """The stable logistic function, for prediction queries."""
+    return _sigmoid(z)
+
+
+@dataclass(frozen=True)
+class LowerContext:
+    native_tanh: bool = True
+
+
+@dataclass
+class Staged:
+    """Nodes lowered into levels of nested SELECTs.
+
+    Attributes:
+        levels: for each level (1-based order), the new ``(column, expression)`` pairs.
+        carry: for each level, the columns of lower levels it passes up.
+        base_columns: the leaf columns the first level reads from the base relation.
+    """
+
+    levels: list[list[tuple[str, exp.Expression]]]
+    carry: list[list[str]]
+    base_columns: list[str]
+    _exprs: dict[Node, Exprs] = field(repr=False)
+
+    def exprs(self, node: Node) -> Exprs:
+        """Fresh element expressions of a requested node, valid over the top level."""
+        return [e.copy() for e in self._exprs[node]]
+
+    def build(
+        self,
+        base: exp.Expression,
+        final: list[exp.Expression],
+        passthrough: list[str] = (),  # type: ignore[assignment]
+        base_alias: str = "s0",
+    ) -> exp.Select:
+        """``SELECT final FROM (level L FROM (... FROM base))``.
+
+        ``base`` must yield :attr:`base_columns` and the ``passthrough`` columns, which every level
+        carries up unchanged (the user's columns in a prediction, the parameters in the nested plan).
+        """
+        source: exp.Expression = base
+        src_alias = base_alias
+        for k, (new, carried) in enumerate(zip(self.levels, self.carry, strict=True), start=1):
+            extra = [c for c in passthrough if c not in carried]
+            select = exp.select(*[col(c) for c in extra + carried], *[alias(e, n) for n, e in new])
+            select = select.from_(_aliased(source, src_alias))
+            source, src_alias = select.subquery(), f"s{k}"
+        return exp.select(*final).from_(_aliased(source, src_alias))
+
+
+def _aliased(source: exp.Expression, name: str) -> exp.Expression:
+    if isinstance(source, exp.Subquery):
+        source.set("alias", exp.TableAlias(this=exp.to_identifier(name)))
+        return source
+    if isinstance(source, exp.Table):
+        source = source.copy()
+        source.set("alias", exp.TableAlias(this=exp.to_identifier(name)))
+        return source
+    return exp.Subquery(this=source, alias=exp.TableAlias(this=exp.to_identifier(name)))
+
+
+def stage(
+    roots: list[Node],
+    native_tanh: bool = True,
+    materialize: tuple[Node, ...] = (),
+    constants: dict[Node, Exprs] | None = None,
+    prefix: str = "",
+) -> Staged:
+    """Lower ``roots`` (and everything they need) into levels.
+
+    A node becomes a column when it is used by more than one consumer, or by a consumer whose SQL form
+    reads each of its elements more than once, or when it is in ``materialize``; otherwise it is inlined
+    into its only consumer. The roots' own expressions are returned for the final SELECT (an aggregate,
+    a window stage or a prediction), which reads each of their elements once.
+
+    ``constants`` gives leaves (parameters) as expressions instead of columns: a prediction query inlines
+    the trained weights as literals. ``prefix`` is put before every column name the stages make or read,
+    so that they cannot collide with a user's columns carried alongside.
+    """
+    constants = constants or {}
+    ctx = LowerContext(native_tanh=native_tanh)
+    order = topological(roots)
+    uses: dict[Node, list[tuple[Node | None, int]]] = {n: [] for n in order}
+    for node in order:
+        for idx, inp in enumerate(node.inputs):
+            uses[inp].append((node, idx))
+    for r in roots:
+        uses[r].append((None, 0))
+
+    def inline(node: Node) -> bool:
+        if node.is_leaf or node in materialize:
+            return node.op == "one"
+        if len(uses[node]) != 1:
+            return False
+        consumer, idx = uses[node][0]
+        return consumer is None or RULES[consumer.op].single_use[idx]
+
+    level: dict[Node, int] = {}
+    exprs: dict[Node, Exprs] = {}
+    levels: list[list[tuple[str, exp.Expression]]] = []
+    reads: dict[str, int] = {}  # column -> highest level (or final) that reads it
+    produced: dict[str, int] = {}  # column -> level it is made at (0 = base)
+    column_refs: dict[Node, set[str]] = {}  # columns an inlined expression reads
+
+    for node in order:
+        if node in constants:
+            exprs[node], level[node], column_refs[node] = list(constants[node]), 0, set()
+            continue
+        if node.is_leaf and node.op != "one":
+            names = [prefix + n for n in leaf_columns(node)]
+            for n in names:
+                produced[n] = 0
+            exprs[node] = [col(n) for n in names]
+            level[node] = 0
+            column_refs[node] = set(names)
+            continue
+        args = [exprs[i] for i in node.inputs]
+        body = SCALAR[node.op](node, args, ctx)
+        refs = set().union(*(column_refs[i] for i in node.inputs)) if node.inputs else set()
+        avail = max((level[i] for i in node.inputs), default=0)
+        if inline(node):
+            exprs[node], level[node], column_refs[node] = body, avail, refs
+            continue
+        lvl = avail + 1
+        while len(levels) < lvl:
+            levels.append([])
+        names = [prefix + n for n in node_columns(node)]
+        if any(n in produced for n in names):
+            names = [f"{n}_{len(produced)}" for n in names]
+        for n, e in zip(names, body, strict=True):
+            levels[lvl - 1].append((n, e))
+            produced[n] = lvl
+        for r in refs:
+            reads[r] = max(reads.get(r, 0), lvl)
+        exprs[node], level[node], column_refs[node] = [col(n) for n in names], lvl, set(names)
+
+    top = len(levels) + 1
+    for r in roots:
+        for c in column_refs[r]:
+            reads[c] = top
+    carry: list[list[str]] = []
+    for k in range(1, top):
+        carry.append([c for c, made in produced.items() if made < k and reads.get(c, 0) > k])
+    base_columns = [c for c, made in produced.items() if made == 0 and reads.get(c, 0) >= 1]
+    return Staged(levels, carry, base_columns, {r: exprs[r] for r in roots})

@@ -1,0 +1,64 @@
+"""``nested``: the article's single query. Parameters are extra columns on every data row, gradients are
+window sums ``SUM(...) OVER ()``, and each iteration wraps the previous query, so K iterations nest K
+times. Kept for fidelity and teaching: its depth grows with K and engines refuse it early (see
+``docs/strategies.md`` for where it stops being practical).
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from ..engines.base import Engine
+from ..errors import UsageError
+from ..lowering import leaf_columns
+from ..sqlexpr import alias, col, to_double
+from .base import Plan, PlanInput, PlanResult, Progress, check_history
+from .program import LOSS_SUM, N_ROWS, grad_column
+
+
+class NestedPlan(Plan):
+    name = "nested"
+    description = "the article's single nested query (window sums, one nesting level per iteration)"
+
+    def query(self, inp: PlanInput) -> exp.Select:
+        prog = inp.program
+        data_cols = prog.data_columns
+        params = prog.param_columns
+        init = prog.init_select(inp.init)
+        # Q0: every data row with the initial parameters as extra columns
+        q: exp.Select = exp.select(*(col(c) for c in data_cols), *init.expressions[2:]).from_(inp.data)
+        st = prog.train_stages
+        loss_cols: list[str] = []
+        for k in range(inp.iterations):
+            carried = [*data_cols, *params, *loss_cols]
+            windows = [
+                alias(exp.Window(this=exp.Sum(this=st.exprs(prog.graph.loss)[0])), LOSS_SUM),
+                alias(to_double(exp.Window(this=exp.Count(this=exp.Star()))), N_ROWS),
+            ]
+            for leaf in prog.param_leaves:
+                for c, e in zip(leaf_columns(leaf), st.exprs(prog.graph.grads[leaf]), strict=True):
+                    windows.append(alias(exp.Window(this=exp.Sum(this=e)), grad_column(c)))
+            summed = st.build(q.subquery(), [*(col(c) for c in carried), *windows], passthrough=carried)
+            loss_k = alias(prog.loss_expr("g", "g"), f"loss_{k}")
+            q = exp.select(
+                *(col(c, "g") for c in data_cols),
+                *prog.param_updates("g", "g"),
+                *(col(c, "g") for c in loss_cols),
+                loss_k,
+            ).from_(summed.subquery("g"))
+            loss_cols.append(f"loss_{k}")
+        return exp.select(*(col(c) for c in [*params, *loss_cols])).from_(q.subquery("trained")).limit(1)
+
+    def statements(self, inp: PlanInput) -> list[exp.Expression]:
+        return [self.query(inp)]
+
+    def run(self, engine: Engine, inp: PlanInput, progress: Progress | None = None) -> PlanResult:
+        if not engine.capabilities.window_functions:
+            raise UsageError(f"{engine.url}: the nested plan needs window functions")
+        row = engine.query(self.query(inp))[0]
+        n_params = len(inp.program.param_columns)
+        history = [(k, row[n_params + k]) for k in range(inp.iterations)]
+        check_history(history, inp.iterations)
+        if progress:
+            progress(inp.iterations, history[-1][1] if history else float("nan"))
+        return PlanResult(inp.program.weights_from_row(list(row[:n_params])), history, statements=1)

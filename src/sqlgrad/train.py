@@ -1,0 +1,239 @@
+"""Training and scoring, end to end: data source -> preparation -> spec -> graph -> plan -> engine -> model.
+
+>>> import duckdb, numpy as np
+>>> from sqlgrad.engines.duckdb import DuckDBEngine
+>>> eng = DuckDBEngine()
+>>> _ = eng.connection.execute(
+...     "CREATE TABLE pts AS SELECT i / 10.0 - 5 AS x, CASE WHEN i >= 50 THEN 'hi' ELSE 'lo' END AS label "
+...     "FROM range(100) t(i)")
+>>> model = train("pts", "label", hidden=[3], lr=0.5, iterations=50, db=eng)
+>>> model.classes, model.training["metrics"]["accuracy"] > 0.9
+(['hi', 'lo'], True)
+>>> [r[-3] for r in predict(model, "pts", db=eng)[1][:2]]
+['lo', 'lo']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlglot import exp
+
+from .data import DataSource, PreparedData, prepare, resolve_source
+from .engines import Engine, connect
+from .errors import SpecError, UsageError
+from .model import Model
+from .plans import PlanInput, PlanResult, Progress, TrainingProgram, choose
+from .spec import GradientDescent, Weights, build_spec, init_weights
+from .sqlexpr import table
+
+
+def _engine(db: str | Engine | None) -> tuple[Engine, bool]:
+    if isinstance(db, Engine):
+        return db, False
+    return connect(db), True
+
+
+def new_run_name() -> str:
+    """A fresh prefix for a run's tables: ``sqlgrad_<12 hex digits>``."""
+    return f"sqlgrad_{uuid.uuid4().hex[:12]}"
+
+
+def train(
+    data: str,
+    target: str,
+    *,
+    features: Sequence[str] | None = None,
+    hidden: Sequence[int] = (),
+    activation: str | Sequence[str] = "relu",
+    task: str = "auto",
+    head: str | None = None,
+    lr: float = 0.1,
+    l2: float = 0.0,
+    iterations: int = 100,
+    init: Model | str | None = None,
+    seed: int = 0,
+    strategy: str = "auto",
+    db: str | Engine | None = None,
+    progress: Progress | None = None,
+) -> Model:
+    """Train a multi-layer perceptron on ``data`` (a table, view or file) inside the database.
+
+    Args:
+        data: table or view name in ``db``, or a CSV/Parquet/JSON path (engines that read files).
+        target: the column to predict.
+        features: feature columns; default every numeric or boolean column but the target.
+        hidden: hidden layer widths, e.g. ``[16, 8]``; empty for a linear or logistic model.
+        activation: one hidden activation for all layers, or one per layer.
+        task: ``auto`` (from the target's type), ``classification`` or ``regression``.
+        head: ``softmax`` (default for classification) or ``sigmoid`` (binary); regression is ``identity``.
+        lr: learning rate of full-batch gradient descent.
+        l2: L2 penalty ``0.5 * l2 * sum(W*W)`` on weight matrices.
+        iterations: number of gradient steps.
+        init: a model (or the path of a model/initial-weights file) giving the architecture and the
+            starting weights; then ``hidden``/``activation``/``head`` are taken from it.
+        seed: seed of the He/Glorot initialisation when ``init`` is not given.
+        strategy: ``auto``, ``nested``, ``recursive`` or ``stepwise`` (see :mod:`sqlgrad.plans`).
+        db: a database URL (default: in-memory DuckDB) or an open :class:`~sqlgrad.engines.Engine`.
+        progress: called with ``(iterations_done, loss)`` as training advances.
+    """
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+        raise UsageError(f"iterations must be a whole number >= 0, got {iterations!r}")
+    start_model = Model.load(init) if isinstance(init, str) else init
+    engine, owned = _engine(db)
+    run = new_run_name()
+    data_table = f"{run}_data"
+    try:
+        src = resolve_source(engine, data)
+        if start_model is not None:
+            features = features or start_model.features or None
+            head = start_model.head if start_model.head != "identity" else None
+            if task == "auto":
+                task = start_model.task
+        prep = prepare(
+            engine,
+            src,
+            target,
+            features,
+            task,
+            head,
+            data_table,
+            classes=start_model.classes if start_model is not None else None,
+        )
+        if start_model is not None:
+            spec = build_spec(
+                len(prep.features),
+                start_model.spec.hidden,
+                start_model.activations,
+                prep.head,
+                prep.n_outputs,
+                l2,
+            )
+            if start_model.spec.layer_sizes != spec.layer_sizes:
+                raise SpecError(
+                    f"the initial weights are for a {'-'.join(map(str, start_model.spec.layer_sizes))} "
+                    f"network, the data needs {'-'.join(map(str, spec.layer_sizes))}"
+                )
+            weights: Weights = [(w.copy(), b.copy()) for w, b in start_model.weights]
+        else:
+            spec = build_spec(len(prep.features), hidden, activation, prep.head, prep.n_outputs, l2)
+            weights = init_weights(spec, seed)
+        program = TrainingProgram(spec, GradientDescent(lr), engine.capabilities)
+        plan = choose(strategy, engine.capabilities, iterations)
+        inp = PlanInput(program, data_table, weights, iterations, run)
+        t0 = time.perf_counter()
+        result: PlanResult = plan.run(engine, inp, progress) if iterations > 0 else PlanResult(weights, [], 0)
+        seconds = time.perf_counter() - t0
+        final_loss = engine.scalar(
+            program.loss_select(inp.data, program.init_select(result.weights).subquery())
+        )
+        model = Model(
+            features=prep.features,
+            target=target,
+            task=prep.task,
+            head=prep.head,
+            activations=list(spec.activations),
+            weights=result.weights,
+            classes=prep.classes,
+            l2=l2,
+            history=[{"iteration": i, "loss": v} for i, v in [*result.history, (iterations, final_loss)]],
+        )
+        metrics = evaluate_prepared(engine, model, prep)
+        model.training = {
+            "engine": engine.url.split("://", 1)[0],
+            "strategy": plan.name,
+            "optimizer": "gd",
+            "lr": lr,
+            "l2": l2,
+            "iterations": iterations,
+            "seed": None if start_model is not None else seed,
+            "rows": prep.n_rows,
+            "seconds": round(seconds, 4),
+            "loss": final_loss,
+            "metrics": metrics,
+            "notes": prep.notes,
+        }
+        return model
+    finally:
+        with contextlib.suppress(Exception):
+            engine.drop_table(data_table)
+        if owned:
+            engine.close()
+
+
+def evaluate_prepared(engine: Engine, model: Model, prep: PreparedData) -> dict[str, Any]:
+    row_sel = model.evaluate_select(table(prep.table), native_tanh=engine.capabilities.native_tanh)
+    result = engine.query(row_sel)
+    names = [e.alias_or_name for e in row_sel.expressions]
+    return {
+        n: (int(v) if n == "n" else (float(v) if v is not None else None))
+        for n, v in zip(names, result[0], strict=True)
+    }
+
+
+def evaluate(model: Model, data: str, db: str | Engine | None = None) -> dict[str, Any]:
+    """Metrics of ``model`` on ``data`` computed in SQL (accuracy and log loss, or MSE, RMSE, MAE, R²).
+
+    Labels not among the model's classes are an error; the data's features are checked like in training.
+    """
+    engine, owned = _engine(db)
+    name = f"{new_run_name()}_eval"
+    try:
+        src = resolve_source(engine, data)
+        _check_model_columns(engine, model, src)
+        prep = prepare(
+            engine,
+            src,
+            model.target,
+            model.features,
+            model.task,
+            None if model.head == "identity" else model.head,
+            name,
+            classes=model.classes,
+        )
+        return evaluate_prepared(engine, model, prep)
+    finally:
+        with contextlib.suppress(Exception):
+            engine.drop_table(name)
+        if owned:
+            engine.close()
+
+
+def _check_model_columns(engine: Engine, model: Model, src: DataSource) -> list[str]:
+    cols = engine.describe(src.relation())
+    names = [c.name for c in cols]
+    by_name = {c.name: c for c in cols}
+    for f in model.features:
+        if f not in by_name:
+            raise UsageError(f"{src.label} has no column {f!r}, which the model needs")
+        if by_name[f].kind not in ("integer", "float", "boolean"):
+            raise UsageError(f"column {f!r} of {src.label} is {by_name[f].type}; the model needs a number")
+    return names
+
+
+def predict_query(model: Model, data: str, db: str | Engine | None = None) -> exp.Select:
+    """The scoring query for ``data``: its columns plus the prediction columns."""
+    engine, owned = _engine(db)
+    try:
+        src = resolve_source(engine, data)
+        names = _check_model_columns(engine, model, src)
+        return model.predict_select(names, src.relation(), native_tanh=engine.capabilities.native_tanh)
+    finally:
+        if owned:
+            engine.close()
+
+
+def predict(model: Model, data: str, db: str | Engine | None = None) -> tuple[list[str], list[tuple]]:
+    """Score every row of ``data`` in SQL; returns ``(column names, rows)``."""
+    engine, owned = _engine(db)
+    try:
+        query = predict_query(model, data, engine)
+        rows = engine.query(query)
+        return [e.alias_or_name for e in query.expressions], rows
+    finally:
+        if owned:
+            engine.close()

@@ -1,0 +1,105 @@
+"""A plain numpy implementation of the same networks and full-batch gradient descent, written
+independently of sqlgrad's graph (hand-derived backward pass), to hold every SQL result against."""
+
+from __future__ import annotations
+
+import numpy as np
+
+LEAKY = 0.01
+
+
+def act(kind: str, z: np.ndarray) -> np.ndarray:
+    if kind == "relu":
+        return np.maximum(z, 0.0)
+    if kind == "leaky_relu":
+        return np.where(z > 0, z, LEAKY * z)
+    if kind == "tanh":
+        return np.tanh(z)
+    if kind == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-z))
+    if kind == "identity":
+        return z
+    raise ValueError(kind)
+
+
+def act_grad(kind: str, z: np.ndarray, a: np.ndarray) -> np.ndarray:
+    if kind == "relu":
+        return (z > 0).astype(float)
+    if kind == "leaky_relu":
+        return np.where(z > 0, 1.0, LEAKY)
+    if kind == "tanh":
+        return 1.0 - a * a
+    if kind == "sigmoid":
+        return a * (1.0 - a)
+    if kind == "identity":
+        return np.ones_like(z)
+    raise ValueError(kind)
+
+
+def forward(weights, activations, X):
+    """Pre-activations and activations of every layer; the last entry holds the logits."""
+    zs, hs = [], [X]
+    h = X
+    for k, (w, b) in enumerate(weights):
+        z = h @ w + b
+        zs.append(z)
+        h = act(activations[k], z) if k < len(weights) - 1 else z
+        hs.append(h)
+    return zs, hs
+
+
+def loss_and_grads(weights, activations, head, X, y, l2):
+    """Mean loss + 0.5*l2*sum(W^2), and its gradient for every (W, b)."""
+    n = X.shape[0]
+    zs, hs = forward(weights, activations, X)
+    z = zs[-1]
+    if head == "softmax":
+        m = z.max(axis=1, keepdims=True)
+        lse = m + np.log(np.exp(z - m).sum(axis=1, keepdims=True))
+        yi = y.astype(int)
+        data_loss = np.mean(lse[:, 0] - z[np.arange(n), yi])
+        p = np.exp(z - lse)
+        p[np.arange(n), yi] -= 1.0
+        dz = p
+    elif head == "sigmoid":
+        z1 = z[:, 0]
+        data_loss = np.mean(np.maximum(z1, 0) - z1 * y + np.log(1.0 + np.exp(-np.abs(z1))))
+        dz = (1.0 / (1.0 + np.exp(-z1)) - y)[:, None]
+    elif head == "identity":
+        d = z[:, 0] - y
+        data_loss = np.mean(d * d)
+        dz = (2.0 * d)[:, None]
+    else:
+        raise ValueError(head)
+    loss = data_loss + 0.5 * l2 * sum(float(np.sum(w * w)) for w, _ in weights)
+    grads = [None] * len(weights)
+    for k in range(len(weights) - 1, -1, -1):
+        w, _ = weights[k]
+        grads[k] = (hs[k].T @ dz / n + l2 * w, dz.sum(axis=0) / n)
+        if k > 0:
+            dh = dz @ w.T
+            dz = dh * act_grad(activations[k - 1], zs[k - 1], hs[k])
+    return loss, grads
+
+
+def train_gd(weights, activations, head, X, y, lr, l2, iterations):
+    """Full-batch gradient descent; returns final weights and the loss before each update."""
+    weights = [(w.astype(float).copy(), b.astype(float).copy()) for w, b in weights]
+    losses = []
+    for _ in range(iterations):
+        loss, grads = loss_and_grads(weights, activations, head, X, y, l2)
+        losses.append(loss)
+        weights = [(w - lr * gw, b - lr * gb) for (w, b), (gw, gb) in zip(weights, grads, strict=True)]
+    return weights, losses
+
+
+def predict_scores(weights, activations, head, X):
+    """Class probabilities (softmax), positive-class probability (sigmoid) or value (identity)."""
+    zs, _ = forward(weights, activations, X)
+    z = zs[-1]
+    if head == "softmax":
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    if head == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-z[:, 0]))
+    return z[:, 0]

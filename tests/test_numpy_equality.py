@@ -1,0 +1,129 @@
+"""Weights trained in SQL equal the numpy reference's to a relative 1e-9, for every hidden activation,
+every head, deeper networks, every strategy, and random small architectures (hypothesis)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import reference as R
+from conftest import assert_weights_close, load_arrays, make_classification, make_regression
+from sqlgrad import Model, train
+from sqlgrad.engines.duckdb import DuckDBEngine
+from sqlgrad.spec import ACTIVATIONS, build_spec, init_weights
+
+
+def _init_model(spec, seed, features, target="y", classes=None, task="classification") -> Model:
+    return Model(
+        features=features,
+        target=target,
+        task=task,
+        head=spec.head,
+        activations=list(spec.activations),
+        weights=init_weights(spec, seed),
+        classes=classes,
+    )
+
+
+def run_case(
+    engine, *, hidden, activation, head, strategy, iterations=8, lr=0.3, l2=1e-3, n=200, d=3, seed=0
+):
+    classes = 3 if head == "softmax" else 2
+    if head == "identity":
+        X, y = make_regression(seed, n, d)
+    else:
+        X, y = make_classification(seed, n, d, classes)
+    features = [f"f{i}" for i in range(d)]
+    load_arrays(engine, "t", {**{f: X[:, i] for i, f in enumerate(features)}, "y": y})
+    n_out = classes if head == "softmax" else 1
+    acts = [activation] * len(hidden) if isinstance(activation, str) else list(activation)
+    spec = build_spec(d, hidden, acts, head, n_out, l2)
+    task = "regression" if head == "identity" else "classification"
+    labels = list(range(classes)) if task == "classification" else None
+    init = _init_model(spec, seed + 1, features, classes=labels, task=task)
+    model = train("t", "y", init=init, lr=lr, l2=l2, iterations=iterations, strategy=strategy, db=engine)
+    yr = y.astype(float)
+    want, losses = R.train_gd(init.weights, acts, head, X, yr, lr, l2, iterations)
+    return model, want, losses
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("head", ["softmax", "sigmoid", "identity"])
+def test_every_activation_and_head(engine, activation, head):
+    model, want, losses = run_case(engine, hidden=[4], activation=activation, head=head, strategy="recursive")
+    assert_weights_close(model.weights, want)
+    got_losses = [h["loss"] for h in model.history[:-1]]
+    np.testing.assert_allclose(got_losses, losses, rtol=1e-9)
+
+
+@pytest.mark.parametrize("strategy", ["recursive", "stepwise", "nested"])
+@pytest.mark.parametrize("head", ["softmax", "sigmoid", "identity"])
+def test_every_strategy_two_hidden_layers(engine, strategy, head):
+    model, want, losses = run_case(
+        engine, hidden=[5, 3], activation=["tanh", "relu"], head=head, strategy=strategy, iterations=4
+    )
+    assert_weights_close(model.weights, want)
+    np.testing.assert_allclose([h["loss"] for h in model.history[:-1]], losses, rtol=1e-9)
+
+
+def test_three_hidden_layers_many_iterations(engine):
+    model, want, _ = run_case(
+        engine,
+        hidden=[6, 5, 4],
+        activation=["leaky_relu", "sigmoid", "relu"],
+        head="softmax",
+        strategy="recursive",
+        iterations=60,
+        lr=0.2,
+    )
+    assert_weights_close(model.weights, want)
+
+
+def test_no_hidden_layer_is_logistic_regression(engine):
+    model, want, _ = run_case(engine, hidden=[], activation=[], head="sigmoid", strategy="stepwise")
+    assert_weights_close(model.weights, want)
+
+
+def test_final_loss_is_loss_at_final_weights(engine):
+    model, want, _ = run_case(engine, hidden=[4], activation="relu", head="softmax", strategy="recursive")
+    X, y = make_classification(0, 200, 3, 3)
+    final, _ = R.loss_and_grads(want, ["relu"], "softmax", X, y.astype(float), 1e-3)
+    assert model.history[-1]["iteration"] == 8
+    assert model.history[-1]["loss"] == pytest.approx(final, rel=1e-9)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n_inputs=st.integers(1, 4),
+    hidden=st.lists(st.integers(1, 4), min_size=0, max_size=3),
+    acts=st.lists(st.sampled_from(ACTIVATIONS), min_size=3, max_size=3),
+    head=st.sampled_from(["softmax", "sigmoid", "identity"]),
+    classes=st.integers(2, 4),
+    rows=st.integers(4, 40),
+    iterations=st.integers(1, 5),
+    seed=st.integers(0, 2**16),
+    strategy=st.sampled_from(["recursive", "stepwise"]),
+)
+def test_random_architectures(n_inputs, hidden, acts, head, classes, rows, iterations, seed, strategy):
+    if head != "softmax":
+        classes = 2
+    if head == "identity":
+        X, y = make_regression(seed, rows, n_inputs)
+    else:
+        X, y = make_classification(seed, max(rows, classes), n_inputs, classes)
+    acts = acts[: len(hidden)]
+    features = [f"c{i}" for i in range(n_inputs)]
+    spec = build_spec(n_inputs, hidden, acts, head, classes if head == "softmax" else 1, 0.01)
+    task = "regression" if head == "identity" else "classification"
+    init = _init_model(
+        spec, seed, features, classes=list(range(classes)) if task != "regression" else None, task=task
+    )
+    with DuckDBEngine() as eng:
+        load_arrays(eng, "data", {**{f: X[:, i] for i, f in enumerate(features)}, "target": y})
+        model = train(
+            "data", "target", init=init, lr=0.1, l2=0.01, iterations=iterations, strategy=strategy, db=eng
+        )
+    want, _ = R.train_gd(init.weights, acts, head, X, y.astype(float), 0.1, 0.01, iterations)
+    assert_weights_close(model.weights, want)
