@@ -240,9 +240,9 @@ class Staged:
         for k, (new, carried) in enumerate(zip(self.levels, self.carry, strict=True), start=1):
             extra = [c for c in passthrough if c not in carried]
             select = exp.select(*[col(c) for c in extra + carried], *[alias(e, n) for n, e in new])
-            select = select.from_(_aliased(source, src_alias))
-            source, src_alias = select.subquery(), f"s{k}"
-        return exp.select(*final).from_(_aliased(source, src_alias))
+            select = select.from_(_aliased(source, src_alias), copy=False)
+            source, src_alias = exp.Subquery(this=select), f"s{k}"
+        return exp.select(*final).from_(_aliased(source, src_alias), copy=False)
 
 
 def _aliased(source: exp.Expression, name: str) -> exp.Expression:

@@ -34,7 +34,8 @@ class Capabilities:
         temp_tables: ``CREATE TEMPORARY TABLE`` is supported and private to the connection.
         native_tanh: a ``TANH`` function exists (otherwise a stable formula is emitted).
         transactions: statements can be grouped in a transaction.
-        max_expression_depth: nesting depth at which the engine refuses a query, or None.
+        max_expression_depth: nesting depth at which the engine refuses a query by default, or None
+            (see :meth:`Engine.allow_nesting`).
         reads_files: CSV/Parquet/JSON paths can be queried directly (``read_csv('...')``).
     """
 
@@ -157,6 +158,11 @@ class Engine(abc.ABC):
                 self.execute("ROLLBACK")
             raise
         self.execute("COMMIT")
+
+    def allow_nesting(self, depth: int) -> None:
+        """Prepare the session for a query nested ``depth`` levels deep (the article's plan).
+
+        The default does nothing; an engine whose nesting cap is a session setting raises it."""
 
     def table_exists(self, name: Sequence[str]) -> bool:
         """Whether a table or view of that (possibly qualified) name exists."""

@@ -60,6 +60,12 @@ class DuckDBEngine(Engine):
     def _fetchall(self, result: Any) -> list[tuple]:
         return result.fetchall()
 
+    def allow_nesting(self, depth: int) -> None:
+        # The planner's depth counts expressions inside each level too: leave ample room.
+        needed = int(depth) * 4 + 1000
+        if needed > (self.capabilities.max_expression_depth or 0):
+            self.execute(f"SET max_expression_depth = {needed}")
+
     def describe(self, relation: exp.Expression) -> list[Column]:
         query = relation if isinstance(relation, exp.Query) else exp.select("*").from_(relation)
         result = self._run(query.limit(0))

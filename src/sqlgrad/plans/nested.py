@@ -38,16 +38,17 @@ class NestedPlan(Plan):
             for leaf in prog.param_leaves:
                 for c, e in zip(leaf_columns(leaf), st.exprs(prog.graph.grads[leaf]), strict=True):
                     windows.append(alias(exp.Window(this=exp.Sum(this=e)), grad_column(c)))
-            summed = st.build(q.subquery(), [*(col(c) for c in carried), *windows], passthrough=carried)
+            summed = st.build(exp.Subquery(this=q), [*(col(c) for c in carried), *windows], passthrough=carried)
             loss_k = alias(prog.loss_expr("g", "g"), f"loss_{k}")
             q = exp.select(
                 *(col(c, "g") for c in data_cols),
                 *prog.param_updates("g", "g"),
                 *(col(c, "g") for c in loss_cols),
                 loss_k,
-            ).from_(summed.subquery("g"))
+            ).from_(_named(summed, "g"), copy=False)
             loss_cols.append(f"loss_{k}")
-        return exp.select(*(col(c) for c in [*params, *loss_cols])).from_(q.subquery("trained")).limit(1)
+        final = exp.select(*(col(c) for c in [*params, *loss_cols])).from_(_named(q, "trained"), copy=False)
+        return final.limit(1, copy=False)
 
     def statements(self, inp: PlanInput) -> list[exp.Expression]:
         return [self.query(inp)]
@@ -55,10 +56,28 @@ class NestedPlan(Plan):
     def run(self, engine: Engine, inp: PlanInput, progress: Progress | None = None) -> PlanResult:
         if not engine.capabilities.window_functions:
             raise UsageError(f"{engine.url}: the nested plan needs window functions")
-        row = engine.query(self.query(inp))[0]
+        query = self.query(inp)
+        engine.allow_nesting(_depth(query))
+        row = engine.query(query)[0]
         n_params = len(inp.program.param_columns)
         history = [(k, row[n_params + k]) for k in range(inp.iterations)]
         check_history(history, inp.iterations)
         if progress:
             progress(inp.iterations, history[-1][1] if history else float("nan"))
         return PlanResult(inp.program.weights_from_row(list(row[:n_params])), history, statements=1)
+
+
+def _named(query: exp.Select, name: str) -> exp.Subquery:
+    """``(query) AS name`` without copying the (deep) query."""
+    return exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier(name)))
+
+
+def _depth(query: exp.Select) -> int:
+    """Nesting depth of subqueries (iteratively: the tree is too deep for recursion)."""
+    depth, node = 0, query
+    while True:
+        from_ = node.args.get("from_")
+        inner = from_.this if from_ is not None else None
+        if not isinstance(inner, exp.Subquery):
+            return depth
+        depth, node = depth + 1, inner.this
