@@ -12,7 +12,7 @@ from .engines import Engine, connect
 from .errors import SqlgradError
 from .model import Model
 from .spec import ModelSpec, init_weights
-from .train import evaluate, predict, predict_query, train
+from .train import create_view, evaluate, predict, predict_query, train
 
 __version__ = "0.1.0"
 
@@ -22,6 +22,7 @@ __all__ = [
     "ModelSpec",
     "SqlgradError",
     "connect",
+    "create_view",
     "evaluate",
     "init_weights",
     "predict",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -130,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", metavar="DATA")
     add_db(p)
     p.add_argument("-o", "--output", default=None, metavar="OUT.csv", help="write CSV here (default stdout)")
+    p.add_argument(
+        "--view",
+        default=None,
+        metavar="NAME",
+        help="instead of scoring now, create a view NAME in --db that scores DATA in SQL",
+    )
+    p.add_argument("--replace", action="store_true", help="with --view: replace an existing view")
 
     e = sub.add_parser("evaluate", help="metrics of a model on a table, computed in SQL")
     e.add_argument("model", metavar="MODEL.json")
@@ -148,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--predict", action="store_true", help="the scoring query (default)")
     what.add_argument("--train", action="store_true", help="the training statements")
     s.add_argument("--table", default="data", metavar="NAME", help="the data table named in the SQL")
+    s.add_argument(
+        "--view", default=None, metavar="NAME", help="with --predict: print CREATE VIEW NAME AS ..."
+    )
     s.add_argument("--strategy", default="recursive", choices=[x for x in STRATEGIES if x != "auto"])
     s.add_argument("--iterations", type=int, default=10)
     s.add_argument("--lr", type=_positive_float, default=None, help="default: the model's")
@@ -192,11 +203,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         TextColumn("loss {task.fields[loss]}"),
         TimeElapsedColumn(),
     ]
-    with Progress(*columns, console=console, disable=args.quiet, transient=False) as bar:
-        task = bar.add_task("train", total=args.iterations, loss="-")
+    # A live bar only on a terminal, and only once training starts (not while the data is checked).
+    show = not args.quiet and console.is_terminal
+    with Progress(*columns, console=console, disable=not show, transient=False) as bar:
+        task = None
 
         def progress(done: int, loss: float) -> None:
-            bar.update(task, completed=done, loss=f"{loss:.6g}")
+            nonlocal task
+            if task is None:
+                task = bar.add_task("train", total=args.iterations, loss="-")
+            bar.update(task, completed=done, loss="-" if math.isnan(loss) else f"{loss:.6g}")
 
         model = train(
             args.data,
@@ -243,6 +259,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .train import predict
 
     model = Model.load(args.model)
+    if args.view:
+        from .train import create_view
+
+        if args.output:
+            raise UsageError("--view creates a view in the database; it takes no --output")
+        create_view(model, args.data, args.view, db=args.db, replace=args.replace)
+        print(f"created view {args.view} scoring {args.data}")
+        return 0
     names, rows = predict(model, args.data, db=args.db)
     if args.output:
         try:
@@ -283,6 +307,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from .plans import PLANS, PlanInput, TrainingProgram
     from .spec import GradientDescent
     from .sqlexpr import render
+    from .train import view_statement
 
     model = Model.load(args.model)
     caps = Capabilities(dialect=args.dialect, native_tanh=args.dialect not in ("mysql", "sqlite"))
@@ -308,7 +333,8 @@ def cmd_sql(args: argparse.Namespace) -> int:
         comment = {"stepwise": f"-- the last three statements run once per iteration (k = 0 .. {last})"}
     else:
         features = model.features or [f"x{i}" for i in range(model.spec.n_inputs)]
-        statements = [model.predict_select(features, src.relation(), native_tanh=caps.native_tanh)]
+        query = model.predict_select(features, src.relation(), native_tanh=caps.native_tanh)
+        statements = [view_statement(args.view, query) if args.view else query]
         comment = {}
     try:
         for st in statements:

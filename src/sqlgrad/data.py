@@ -30,6 +30,10 @@ FILE_READERS = {
     ".ndjson": "read_json",
 }
 
+CSV_TYPE_CANDIDATES = ("BIGINT", "DOUBLE", "TIME", "DATE", "TIMESTAMP", "VARCHAR")
+"""Types DuckDB may infer for CSV columns: all its defaults but BOOLEAN, which would turn ``yes``/``no``
+labels into ``true``/``false``; text stays text, so predictions come back in the file's own values."""
+
 MAX_CLASSES = 1000
 """More distinct labels than this is almost certainly a regression target or an id column."""
 
@@ -52,8 +56,11 @@ class DataSource:
         """A FROM-able sqlglot expression (a quoted table, or a file-reading table function)."""
         if self.path is not None:
             reader = FILE_READERS[os.path.splitext(self.path)[1].lower()]
-            func = exp.Anonymous(this=reader, expressions=[exp.Literal.string(self.path)])
-            return exp.Table(this=func)
+            args: list[exp.Expression] = [exp.Literal.string(self.path)]
+            if reader == "read_csv":
+                types = exp.Array(expressions=[exp.Literal.string(t) for t in CSV_TYPE_CANDIDATES])
+                args.append(exp.EQ(this=exp.column("auto_type_candidates"), expression=types))
+            return exp.Table(this=exp.Anonymous(this=reader, expressions=args))
         return table(list(self.parts))
 
 

@@ -125,6 +125,8 @@ def train(
         program = TrainingProgram(spec, GradientDescent(lr), engine.capabilities)
         plan = choose(strategy, engine.capabilities, iterations)
         inp = PlanInput(program, data_table, weights, iterations, run)
+        if progress:
+            progress(0, float("nan"))
         t0 = time.perf_counter()
         result: PlanResult = plan.run(engine, inp, progress) if iterations > 0 else PlanResult(weights, [], 0)
         seconds = time.perf_counter() - t0
@@ -222,6 +224,33 @@ def predict_query(model: Model, data: str, db: str | Engine | None = None) -> ex
         src = resolve_source(engine, data)
         names = _check_model_columns(engine, model, src)
         return model.predict_select(names, src.relation(), native_tanh=engine.capabilities.native_tanh)
+    finally:
+        if owned:
+            engine.close()
+
+
+def view_statement(name: str, query: exp.Select, replace: bool = False) -> exp.Create:
+    """``CREATE [OR REPLACE] VIEW name AS query`` (``name`` may be ``schema.view``; always quoted)."""
+    parts = name.split(".") if "." in name and all(name.split(".")) else [name]
+    return exp.Create(this=table(parts), kind="VIEW", expression=query, replace=replace)
+
+
+def create_view(
+    model: Model, data: str, name: str, db: str | Engine | None = None, replace: bool = False
+) -> str:
+    """Create a view ``name`` that scores ``data`` with ``model`` in SQL (weights inlined); returns its SQL.
+
+    An existing object of that name is an error unless ``replace`` is true (a table is never replaced).
+    """
+    engine, owned = _engine(db)
+    try:
+        query = predict_query(model, data, engine)
+        parts = tuple(name.split(".")) if "." in name and all(name.split(".")) else (name,)
+        if engine.table_exists(parts) and not replace:
+            raise UsageError(f"{name!r} already exists; pass --replace to replace a view")
+        statement = view_statement(name, query, replace)
+        engine.execute(statement)
+        return engine.render(statement, pretty=True)
     finally:
         if owned:
             engine.close()

@@ -163,6 +163,7 @@ class Engine(abc.ABC):
         """Prepare the session for a query nested ``depth`` levels deep (the article's plan).
 
         The default does nothing; an engine whose nesting cap is a session setting raises it."""
+        return None
 
     def table_exists(self, name: Sequence[str]) -> bool:
         """Whether a table or view of that (possibly qualified) name exists."""

@@ -38,7 +38,9 @@ class NestedPlan(Plan):
             for leaf in prog.param_leaves:
                 for c, e in zip(leaf_columns(leaf), st.exprs(prog.graph.grads[leaf]), strict=True):
                     windows.append(alias(exp.Window(this=exp.Sum(this=e)), grad_column(c)))
-            summed = st.build(exp.Subquery(this=q), [*(col(c) for c in carried), *windows], passthrough=carried)
+            summed = st.build(
+                exp.Subquery(this=q), [*(col(c) for c in carried), *windows], passthrough=carried
+            )
             loss_k = alias(prog.loss_expr("g", "g"), f"loss_{k}")
             q = exp.select(
                 *(col(c, "g") for c in data_cols),

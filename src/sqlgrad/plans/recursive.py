@@ -26,12 +26,10 @@ class RecursivePlan(Plan):
         more = exp.LT(this=col(ITERATION), expression=num(inp.iterations))
         step = prog.step_select(inp.data, table(cte_name), more)
         body = exp.union(prog.init_select(inp.init), step, distinct=False)
-        return (
-            exp.select(exp.Star())
-            .from_(table(cte_name))
-            .order_by(col(ITERATION))
-            .with_(exp.to_identifier(cte_name, quoted=True), as_=body, recursive=True)
-        )
+        cte = exp.CTE(this=body, alias=exp.TableAlias(this=exp.to_identifier(cte_name, quoted=True)))
+        query = exp.select(exp.Star()).from_(table(cte_name)).order_by(col(ITERATION))
+        query.set("with_", exp.With(expressions=[cte], recursive=True))
+        return query
 
     def statements(self, inp: PlanInput) -> list[exp.Expression]:
         return [self.query(inp)]
