@@ -353,3 +353,45 @@ def test_prediction_view(points_csv, tmp_path, capsys):
     code, out, _ = run(["sql", m, "--view", "scores", "--dialect", "postgres"], capsys)
     assert code == 0 and out.startswith('CREATE VIEW "scores" AS')
     assert sqlglot.parse_one(out.rstrip().rstrip(";"), read="postgres").kind == "VIEW"
+
+
+def test_more_user_errors(tmp_path, capsys):
+    inf = tmp_path / "inf.csv"
+    inf.write_text("x,y\n1,a\ninf,b\n3,a\n")
+    m = str(tmp_path / "m.json")
+    _one_line_error(*run(["train", str(inf), "--target", "y", "-o", m], capsys), 2, "'x'", "infinite")
+    init = os.path.join(os.path.dirname(__file__), "..", "examples", "article", "init.json")
+    _one_line_error(
+        *run(["train", str(inf), "--target", "y", "--init", init, "--hidden", "3", "-o", m], capsys),
+        2,
+        "--init",
+    )
+    assert not os.path.exists(m)
+
+
+def test_activation_per_layer(points_csv, tmp_path, capsys):
+    path, _, _ = points_csv
+    m = str(tmp_path / "m.json")
+    code, _, err = run(
+        [
+            "train",
+            path,
+            "--target",
+            "label",
+            "--hidden",
+            "5,3",
+            "--activation",
+            "tanh,leaky_relu",
+            "--iterations",
+            "2",
+            "-o",
+            m,
+            "--quiet",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    with open(m) as fh:
+        layers = json.load(fh)["layers"]
+    assert [layer["activation"] for layer in layers] == ["tanh", "leaky_relu", "softmax"]
+    assert [len(layer["b"]) for layer in layers] == [5, 3, 2]

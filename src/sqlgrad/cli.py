@@ -193,7 +193,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.iterations < 0:
         raise UsageError("--iterations must be >= 0")
-    acts = args.activation.split(",") if "," in args.activation else args.activation
+    if args.init and (args.hidden is not None or args.activation is not None):
+        raise UsageError("--init sets the architecture: it cannot be combined with --hidden or --activation")
+    activation = args.activation or "relu"
+    acts = activation.split(",") if "," in activation else activation
     hidden = args.hidden if args.hidden is not None else ([] if args.init else [16])
     console = _stderr_console()
     columns = [

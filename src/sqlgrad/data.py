@@ -200,7 +200,7 @@ def prepare(
         if head not in ("softmax", "sigmoid"):
             raise UsageError(f"classification uses a softmax or sigmoid head, not {head!r}")
 
-    _check_counts(engine, src, [*feats, target])
+    _check_counts(engine, src, [*feats, target], [f for f in feats if by_name[f].kind == "float"])
     if task == "classification":
         found = _classes(engine, src, target)
         if classes is None:
@@ -250,18 +250,28 @@ def label_index(target: exp.Expression, classes: list | None, head: str) -> exp.
     return to_double(expr) if head == "sigmoid" else expr
 
 
-def _check_counts(engine: Engine, src: DataSource, columns: list[str]) -> None:
+def _check_counts(engine: Engine, src: DataSource, columns: list[str], floats: list[str]) -> None:
+    """Refuse an empty relation, NULLs in ``columns`` and NaN or infinite values in ``floats``."""
+
+    def count(cond: exp.Expression, name: str) -> exp.Expression:
+        return alias(exp.Sum(this=case([(cond, num(1))], num(0))), name)
+
     counts = [alias(exp.Count(this=exp.Star()), "n")]
-    counts += [
-        alias(exp.Sum(this=case([(exp.Is(this=col(c), expression=exp.Null()), num(1))], num(0))), f"null_{i}")
-        for i, c in enumerate(columns)
-    ]
+    counts += [count(exp.Is(this=col(c), expression=exp.Null()), f"null_{i}") for i, c in enumerate(columns)]
+    if engine.capabilities.isnan_isinf:
+        counts += [
+            count(exp.or_(exp.IsNan(this=col(c)), exp.IsInf(this=col(c))), f"nonfinite_{i}")
+            for i, c in enumerate(floats)
+        ]
     row = engine.query(exp.select(*counts).from_(src.relation()))[0]
     if row[0] == 0:
         raise DataError(f"{src.label} has no rows")
-    for c, nulls in zip(columns, row[1:], strict=True):
+    for c, nulls in zip(columns, row[1 : 1 + len(columns)], strict=True):
         if nulls:
             raise DataError(f"column {c!r} has {int(nulls)} NULL values; remove or fill them before training")
+    for c, bad in zip(floats, row[1 + len(columns) :], strict=False):
+        if bad:
+            raise DataError(f"column {c!r} has {int(bad)} NaN or infinite values")
 
 
 def _classes(engine: Engine, src: DataSource, target: str) -> list:

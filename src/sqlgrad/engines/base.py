@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,7 @@ class Capabilities:
         max_expression_depth: nesting depth at which the engine refuses a query by default, or None
             (see :meth:`Engine.allow_nesting`).
         reads_files: CSV/Parquet/JSON paths can be queried directly (``read_csv('...')``).
+        isnan_isinf: ``ISNAN``/``ISINF`` exist (used to refuse NaN and infinite feature values).
     """
 
     dialect: str
@@ -51,6 +53,7 @@ class Capabilities:
     transactions: bool = True
     max_expression_depth: int | None = None
     reads_files: bool = False
+    isnan_isinf: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,33 +65,56 @@ class Column:
 
     @property
     def kind(self) -> str:
-        """``integer``, ``float``, ``boolean``, ``text``, ``temporal`` or ``other``."""
-        t = self.type.upper()
-        if t.startswith(
-            (
-                "TINYINT",
-                "SMALLINT",
-                "INTEGER",
-                "BIGINT",
-                "HUGEINT",
-                "UTINYINT",
-                "USMALLINT",
-                "UINTEGER",
-                "UBIGINT",
-                "UHUGEINT",
-                "INT",
-            )
-        ):
-            return "integer"
-        if t.startswith(("DOUBLE", "FLOAT", "REAL", "DECIMAL", "NUMERIC")):
-            return "float"
-        if t.startswith("BOOL"):
-            return "boolean"
-        if t.startswith(("VARCHAR", "TEXT", "CHAR", "STRING", "ENUM")):
-            return "text"
-        if t.startswith(("DATE", "TIME", "TIMESTAMP", "INTERVAL")):
-            return "temporal"
+        """``integer``, ``float``, ``boolean``, ``text``, ``temporal`` or ``other``.
+
+        >>> [Column("c", t).kind for t in ("BIGINT", "DECIMAL(8,2)", "VARCHAR", "INTERVAL", "BOOLEAN")]
+        ['integer', 'float', 'text', 'temporal', 'boolean']
+        """
+        base = re.split(r"[\s(\[]", self.type.strip().upper(), maxsplit=1)[0]
+        for kind, names in TYPE_KINDS.items():
+            if base in names:
+                return kind
         return "other"
+
+
+TYPE_KINDS: dict[str, frozenset[str]] = {
+    "integer": frozenset(
+        {
+            "TINYINT",
+            "SMALLINT",
+            "INTEGER",
+            "BIGINT",
+            "HUGEINT",
+            "UTINYINT",
+            "USMALLINT",
+            "UINTEGER",
+            "UBIGINT",
+            "UHUGEINT",
+            "INT",
+            "INT2",
+            "INT4",
+            "INT8",
+            "MEDIUMINT",
+        }
+    ),
+    "float": frozenset({"DOUBLE", "FLOAT", "FLOAT4", "FLOAT8", "REAL", "DECIMAL", "NUMERIC"}),
+    "boolean": frozenset({"BOOLEAN", "BOOL"}),
+    "text": frozenset({"VARCHAR", "TEXT", "CHAR", "STRING", "ENUM", "BPCHAR"}),
+    "temporal": frozenset(
+        {
+            "DATE",
+            "TIME",
+            "TIMESTAMP",
+            "TIMESTAMPTZ",
+            "INTERVAL",
+            "DATETIME",
+            "TIMESTAMP_S",
+            "TIMESTAMP_MS",
+            "TIMESTAMP_NS",
+        }
+    ),
+}
+"""Column kinds by the base name of the engine's type."""
 
 
 class Engine(abc.ABC):

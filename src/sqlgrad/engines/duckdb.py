@@ -32,6 +32,7 @@ class DuckDBEngine(Engine):
         transactions=True,
         max_expression_depth=1000,
         reads_files=True,
+        isnan_isinf=True,
     )
 
     def __init__(self, url: str = "duckdb://", connection: Any | None = None) -> None:
