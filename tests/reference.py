@@ -1,7 +1,11 @@
-"""A plain numpy implementation of the same networks and full-batch gradient descent, written
-independently of sqlgrad's graph (hand-derived backward pass), to hold every SQL result against."""
+"""A plain numpy implementation of the same networks and full-batch training (gradient descent,
+momentum, Nesterov, Adam, learning-rate schedules, L1 and L2 penalties), written independently of
+sqlgrad's graph and SQL (hand-derived backward pass, optimizers as in PyTorch's documentation), to hold
+every SQL result against."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -48,8 +52,8 @@ def forward(weights, activations, X):
     return zs, hs
 
 
-def loss_and_grads(weights, activations, head, X, y, l2):
-    """Mean loss + 0.5*l2*sum(W^2), and its gradient for every (W, b)."""
+def loss_and_grads(weights, activations, head, X, y, l2, l1=0.0):
+    """Mean loss + 0.5*l2*sum(W^2) + l1*sum(|W|), and its (sub)gradient for every (W, b)."""
     n = X.shape[0]
     zs, hs = forward(weights, activations, X)
     z = zs[-1]
@@ -72,10 +76,11 @@ def loss_and_grads(weights, activations, head, X, y, l2):
     else:
         raise ValueError(head)
     loss = data_loss + 0.5 * l2 * sum(float(np.sum(w * w)) for w, _ in weights)
+    loss += l1 * sum(float(np.sum(np.abs(w))) for w, _ in weights)
     grads = [None] * len(weights)
     for k in range(len(weights) - 1, -1, -1):
         w, _ = weights[k]
-        grads[k] = (hs[k].T @ dz / n + l2 * w, dz.sum(axis=0) / n)
+        grads[k] = (hs[k].T @ dz / n + l2 * w + l1 * np.sign(w), dz.sum(axis=0) / n)
         if k > 0:
             dh = dz @ w.T
             dz = dh * act_grad(activations[k - 1], zs[k - 1], hs[k])
@@ -91,6 +96,78 @@ def train_gd(weights, activations, head, X, y, lr, l2, iterations):
         losses.append(loss)
         weights = [(w - lr * gw, b - lr * gb) for (w, b), (gw, gb) in zip(weights, grads, strict=True)]
     return weights, losses
+
+
+def scheduled_lr(lr, schedule, t, gamma=None, step_size=None, decay=None):
+    """The learning rate of update t (0-based) under a schedule."""
+    if schedule == "constant":
+        return lr
+    if schedule == "step":
+        return lr * gamma ** math.floor(t / step_size)
+    if schedule == "exponential":
+        return lr * gamma**t
+    if schedule == "inverse-time":
+        return lr / (1.0 + decay * t)
+    raise ValueError(schedule)
+
+
+def train(
+    weights,
+    activations,
+    head,
+    X,
+    y,
+    lr,
+    iterations,
+    *,
+    l2=0.0,
+    l1=0.0,
+    optimizer="gd",
+    momentum=0.9,
+    beta1=0.9,
+    beta2=0.999,
+    eps=1e-8,
+    schedule="constant",
+    gamma=None,
+    step_size=None,
+    decay=None,
+):
+    """Full-batch training; returns final weights and the loss before each update.
+
+    With g the full gradient (penalties included) and lr_t the scheduled rate of update t:
+    gd: p -= lr_t * g. momentum (PyTorch SGD, dampening 0): buf = mu * buf + g (buf = g at the first
+    step); p -= lr_t * buf. nesterov: the same buf; p -= lr_t * (g + mu * buf). adam (PyTorch):
+    m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; with s = t + 1, p -= lr_t * (m / (1 - b1^s)) /
+    (sqrt(v / (1 - b2^s)) + eps).
+    """
+    params = [a.astype(float).copy() for w, b in weights for a in (w, b)]
+    buf = [None] * len(params)
+    m = [np.zeros_like(p) for p in params]
+    v = [np.zeros_like(p) for p in params]
+    losses = []
+    for t in range(iterations):
+        pairs = [(params[i], params[i + 1]) for i in range(0, len(params), 2)]
+        loss, grads = loss_and_grads(pairs, activations, head, X, y, l2, l1)
+        losses.append(loss)
+        flat = [g for gw, gb in grads for g in (gw, gb)]
+        rate = scheduled_lr(lr, schedule, t, gamma, step_size, decay)
+        for i, g in enumerate(flat):
+            if optimizer == "gd":
+                params[i] = params[i] - rate * g
+            elif optimizer in ("momentum", "nesterov"):
+                buf[i] = g.copy() if buf[i] is None else momentum * buf[i] + g
+                step = g + momentum * buf[i] if optimizer == "nesterov" else buf[i]
+                params[i] = params[i] - rate * step
+            elif optimizer == "adam":
+                m[i] = beta1 * m[i] + (1.0 - beta1) * g
+                v[i] = beta2 * v[i] + (1.0 - beta2) * g * g
+                s = t + 1
+                m_hat = m[i] / (1.0 - beta1**s)
+                v_hat = v[i] / (1.0 - beta2**s)
+                params[i] = params[i] - rate * m_hat / (np.sqrt(v_hat) + eps)
+            else:
+                raise ValueError(optimizer)
+    return [(params[i], params[i + 1]) for i in range(0, len(params), 2)], losses
 
 
 def predict_scores(weights, activations, head, X):

@@ -23,6 +23,8 @@ EPILOG = """examples:
   sqlgrad predict model.json examples/article/data.csv -o scored.csv
   sqlgrad evaluate model.json examples/article/data.csv
   sqlgrad sql model.json --dialect postgres --train --strategy recursive --iterations 10
+  sqlgrad load examples/article/data.csv --db postgresql://postgres@127.0.0.1:5432/test --table points
+  sqlgrad train points --db postgresql://postgres@127.0.0.1:5432/test --target y -o model.json
 """
 
 
@@ -50,6 +52,7 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .optim import OPTIMIZERS, SCHEDULES
     from .plans import STRATEGIES
     from .spec import ACTIVATIONS
 
@@ -94,9 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--activation",
-        default="relu",
+        default=None,
         metavar="NAME",
-        help=f"hidden activation, or one per layer separated by commas ({', '.join(ACTIVATIONS)})",
+        help=f"hidden activation, or one per layer separated by commas ({', '.join(ACTIVATIONS)}; "
+        "default relu)",
     )
     t.add_argument("--task", default="auto", choices=["auto", "classification", "regression"])
     t.add_argument(
@@ -105,8 +109,33 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["softmax", "sigmoid"],
         help="classification head (default softmax; sigmoid for binary)",
     )
-    t.add_argument("--lr", type=_positive_float, default=0.1, help="learning rate (default 0.1)")
+    t.add_argument("--lr", type=_positive_float, default=None, help="learning rate (default 0.1)")
     t.add_argument("--l2", type=_positive_float, default=0.0, help="L2 penalty 0.5*l2*sum(W^2) (default 0)")
+    t.add_argument("--l1", type=_positive_float, default=0.0, help="L1 penalty l1*sum(|W|) (default 0)")
+    t.add_argument(
+        "--optimizer",
+        default="gd",
+        choices=list(OPTIMIZERS),
+        help="gradient descent, heavy-ball or Nesterov momentum, or Adam (default gd)",
+    )
+    t.add_argument(
+        "--momentum", type=_positive_float, default=None, help="momentum/nesterov: mu (default 0.9)"
+    )
+    t.add_argument("--beta1", type=_positive_float, default=None, help="adam: first-moment decay (0.9)")
+    t.add_argument("--beta2", type=_positive_float, default=None, help="adam: second-moment decay (0.999)")
+    t.add_argument("--eps", type=_positive_float, default=None, help="adam: added to sqrt(v_hat) (1e-8)")
+    t.add_argument(
+        "--schedule",
+        default="constant",
+        choices=list(SCHEDULES),
+        help="learning rate at update t: constant; step lr*gamma^floor(t/step-size); "
+        "exponential lr*gamma^t; inverse-time lr/(1+decay*t) (default constant)",
+    )
+    t.add_argument(
+        "--gamma", type=_positive_float, default=None, help="step (default 0.1) and exponential schedules"
+    )
+    t.add_argument("--step-size", type=int, default=None, metavar="N", help="step schedule: updates per step")
+    t.add_argument("--decay", type=_positive_float, default=None, help="inverse-time schedule: decay")
     t.add_argument("--iterations", type=int, default=100, help="gradient steps (default 100)")
     t.add_argument(
         "--init",
@@ -145,6 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_db(e)
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
+    ld = sub.add_parser(
+        "load",
+        help="load a CSV/Parquet/JSON file into a table of any engine",
+        description="Create table NAME in --db from FILE (read by DuckDB), for training in place.",
+    )
+    ld.add_argument("file", metavar="FILE")
+    ld.add_argument("--table", required=True, metavar="NAME", help="the table to create")
+    add_db(ld)
+    ld.add_argument("--replace", action="store_true", help="drop an existing table of that name first")
+
     s = sub.add_parser("sql", help="print the SQL of a model's prediction or training")
     s.add_argument("model", metavar="MODEL.json")
     s.add_argument(
@@ -161,7 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--strategy", default="recursive", choices=[x for x in STRATEGIES if x != "auto"])
     s.add_argument("--iterations", type=int, default=10)
-    s.add_argument("--lr", type=_positive_float, default=None, help="default: the model's")
+    s.add_argument(
+        "--lr", type=_positive_float, default=None, help="default: the model's (its optimizer is kept)"
+    )
     return parser
 
 
@@ -169,9 +210,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "sql": cmd_sql}[
-            args.command
-        ](args)
+        return {
+            "train": cmd_train,
+            "predict": cmd_predict,
+            "evaluate": cmd_evaluate,
+            "sql": cmd_sql,
+            "load": cmd_load,
+        }[args.command](args)
     except SqlgradError as err:
         print(f"sqlgrad: error: {err}", file=sys.stderr)
         return err.exit_code
@@ -227,7 +272,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             head=args.head,
             lr=args.lr,
             l2=args.l2,
+            l1=args.l1,
             iterations=args.iterations,
+            optimizer=args.optimizer,
+            momentum=args.momentum,
+            beta1=args.beta1,
+            beta2=args.beta2,
+            eps=args.eps,
+            schedule=args.schedule,
+            gamma=args.gamma,
+            step_size=args.step_size,
+            decay=args.decay,
             init=args.init,
             seed=args.seed,
             strategy=args.strategy,
@@ -301,14 +356,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_load(args: argparse.Namespace) -> int:
+    from .data import load_file
+    from .engines import connect
+
+    with connect(args.db) as engine:
+        count = load_file(engine, args.file, args.table, replace=args.replace)
+    print(f"loaded {count} rows into {args.table}")
+    return 0
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
     from sqlglot.errors import SqlglotError
 
     from .data import DataSource, create_temp_table, prepare_select
     from .engines.base import Capabilities
     from .model import Model
+    from .optim import optimizer_from_training
     from .plans import PLANS, PlanInput, TrainingProgram
-    from .spec import GradientDescent
     from .sqlexpr import render
     from .train import view_statement
 
@@ -318,8 +383,8 @@ def cmd_sql(args: argparse.Namespace) -> int:
     if args.train:
         if args.iterations < 1:
             raise UsageError("--iterations must be >= 1")
-        lr = args.lr or model.training.get("lr") or 0.1
-        program = TrainingProgram(model.spec, GradientDescent(float(lr)), caps)
+        # the optimizer, its hyperparameters and schedule recorded in the model (gradient descent if none)
+        program = TrainingProgram(model.spec, optimizer_from_training(model.training, args.lr), caps)
         prepared = "sqlgrad_run_data"
         features = model.features or [f"x{i}" for i in range(model.spec.n_inputs)]
         statements = [

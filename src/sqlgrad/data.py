@@ -9,7 +9,9 @@ is only ever read.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -258,11 +260,12 @@ def _check_counts(engine: Engine, src: DataSource, columns: list[str], floats: l
 
     counts = [alias(exp.Count(this=exp.Star()), "n")]
     counts += [count(exp.Is(this=col(c), expression=exp.Null()), f"null_{i}") for i, c in enumerate(columns)]
-    if engine.capabilities.isnan_isinf:
-        counts += [
-            count(exp.or_(exp.IsNan(this=col(c)), exp.IsInf(this=col(c))), f"nonfinite_{i}")
-            for i, c in enumerate(floats)
-        ]
+    # |x| > the largest double: true for infinities, and for NaN on engines that order NaN above every
+    # number (DuckDB, PostgreSQL, Spark); SQLite and MariaDB cannot store either.
+    counts += [
+        count(exp.GT(this=exp.Abs(this=col(c)), expression=num(sys.float_info.max)), f"nonfinite_{i}")
+        for i, c in enumerate(floats)
+    ]
     row = engine.query(exp.select(*counts).from_(src.relation()))[0]
     if row[0] == 0:
         raise DataError(f"{src.label} has no rows")
@@ -292,3 +295,74 @@ def _plain(value: object) -> object:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     return str(value)
+
+
+def load_file(engine: Engine, path: str, name: str, replace: bool = False, batch: int = 10_000) -> int:
+    """Load a CSV/Parquet/JSON file into a new table ``name`` of any engine; returns the row count.
+
+    The file is read by an in-memory DuckDB (its types inferred as for training: CSV text stays text),
+    and written through the engine's driver in batches. An existing table of that name is an error
+    unless ``replace`` is set, which drops it first.
+
+    >>> from sqlgrad.engines.sqlite import SQLiteEngine
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "t.csv")
+    >>> _ = open(path, "w").write("x,label\\n1.5,yes\\n-2,no\\n")
+    >>> eng = SQLiteEngine()
+    >>> load_file(eng, path, "points")
+    2
+    >>> eng.query('SELECT * FROM "points"')
+    [(1.5, 'yes'), (-2.0, 'no')]
+    """
+    from .engines.duckdb import DuckDBEngine
+
+    if not is_file_argument(path):
+        raise UsageError(f"{path}: sqlgrad load reads .csv, .tsv, .parquet and .json files")
+    if not os.path.exists(path):
+        raise TableNotFoundError(f"file not found: {path}")
+    if not name:
+        raise UsageError("--table must name the table to create")
+    parts = tuple(name.split(".")) if "." in name and all(name.split(".")) else (name,)
+    if engine.table_exists(parts):
+        if not replace:
+            raise UsageError(f"table {name!r} already exists in {engine.url}; pass --replace to replace it")
+        engine.execute(exp.Drop(tables=[table(list(parts))], kind="TABLE", exists=True))
+    reader = DuckDBEngine()
+    try:
+        src = DataSource(path=path)
+        try:
+            columns = reader.describe(src.relation())
+        except EngineError as err:
+            raise DataError(f"cannot read {path}: {err}") from err
+        kinds = [
+            (c.name, c.kind if c.kind in ("integer", "float", "boolean", "text") else "text") for c in columns
+        ]
+        select = exp.select(
+            *(
+                alias(exp.Cast(this=col(c), to=exp.DataType.build("VARCHAR")), c) if k == "text" else col(c)
+                for c, k in kinds
+            )
+        ).from_(src.relation())
+        if isinstance(engine, DuckDBEngine):
+            engine.execute(exp.Create(this=table(list(parts)), kind="TABLE", expression=select))
+            return int(engine.scalar(exp.select(exp.Count(this=exp.Star())).from_(table(list(parts)))))
+        cursor = reader.connection.execute(reader.render(select))
+
+        def rows():
+            while chunk := cursor.fetchmany(batch):
+                yield from (tuple(_plain_value(v) for v in r) for r in chunk)
+
+        try:
+            return engine.create_table(list(parts), kinds, rows(), batch=batch)
+        except BaseException:  # a half-loaded table is ours: remove it
+            with contextlib.suppress(Exception):
+                engine.execute(exp.Drop(tables=[table(list(parts))], kind="TABLE", exists=True))
+            raise
+    finally:
+        reader.close()
+
+
+def _plain_value(value: object) -> object:
+    from decimal import Decimal
+
+    return float(value) if isinstance(value, Decimal) else value

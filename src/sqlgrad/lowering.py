@@ -80,14 +80,28 @@ def _sigmoid(z: exp.Expression) -> exp.Expression:
     )
 
 
+TANH_SERIES_BELOW = 0.02
+"""Below this |z| the formula form of tanh uses its series, which is exact there to double precision."""
+
+
 def _tanh(z: exp.Expression, native: bool) -> exp.Expression:
     if native:
         return exp.Tanh(this=z)
-    # tanh(z) = (1 - e^{-2|z|}) / (1 + e^{-2|z|}) * sign(z), evaluated on the side that cannot overflow
+    # For engines without TANH: tanh(z) = (1 - e^{-2z}) / (1 + e^{-2z}) on the side that cannot overflow;
+    # near 0 the subtraction cancels digits, so there the series z(1 - z^2/3 + 2z^4/15 - 17z^6/315) is
+    # used (relative error below 1e-15 for |z| < 0.02, where the formula's is below 3e-15).
+    z2 = paren(z.copy() * z.copy())
+    z4 = z2.copy() * z2.copy()
+    series = z.copy() * paren(
+        num(1) - z2 / num(3) + num(2) * z4 / num(15) - num(17) * z4.copy() * z2.copy() / num(315)
+    )
     e_neg = fexp(num(-2) * paren(z.copy()))
     e_pos = fexp(num(2) * paren(z.copy()))
     return case(
-        [(ge(z, num(0)), paren(num(1) - e_neg) / paren(num(1) + e_neg.copy()))],
+        [
+            (exp.LT(this=exp.Abs(this=z.copy()), expression=num(TANH_SERIES_BELOW)), series),
+            (ge(z.copy(), num(0)), paren(num(1) - e_neg) / paren(num(1) + e_neg.copy())),
+        ],
         paren(e_pos - num(1)) / paren(e_pos.copy() + num(1)),
     )
 

@@ -51,13 +51,16 @@ class Model:
     weights: Weights
     classes: list | None = None
     l2: float = 0.0
+    l1: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
     training: dict[str, Any] = field(default_factory=dict)
 
     @property
     def spec(self) -> ModelSpec:
         sizes = [np.shape(w)[0] for w, _ in self.weights] + [np.shape(self.weights[-1][0])[1]]
-        return ModelSpec(sizes[0], tuple(sizes[1:-1]), tuple(self.activations), self.head, sizes[-1], self.l2)
+        return ModelSpec(
+            sizes[0], tuple(sizes[1:-1]), tuple(self.activations), self.head, sizes[-1], self.l2, self.l1
+        )
 
     # --- file ----------------------------------------------------------------------------------------
 
@@ -77,6 +80,7 @@ class Model:
             "head": self.head,
             "classes": self.classes,
             "l2": self.l2,
+            "l1": self.l1,
             "layers": layers,
             "training": self.training,
             "history": self.history,
@@ -127,6 +131,7 @@ class Model:
                 weights=weights,
                 classes=data.get("classes"),
                 l2=float(data.get("l2", 0.0)),
+                l1=float(data.get("l1", 0.0)),
                 history=list(data.get("history") or []),
                 training=dict(data.get("training") or {}),
             )

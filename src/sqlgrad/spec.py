@@ -8,6 +8,10 @@ activation is the head.
 (2, 2, 2)
 >>> spec.n_parameters
 12
+>>> ModelSpec(2, (), (), "sigmoid", 1, l2=0.0, l1=-1.0)
+Traceback (most recent call last):
+...
+sqlgrad.errors.SpecError: l1 must be a finite number >= 0, got -1.0
 >>> weights = init_weights(spec, seed=0)
 >>> [w.shape for w, _ in weights]
 [(2, 2), (2, 2)]
@@ -16,12 +20,13 @@ activation is the head.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import pairwise
 
 import numpy as np
 
 from .errors import SpecError
+from .optim import GradientDescent as GradientDescent  # re-exported: it lives in sqlgrad.optim
 
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "identity")
 """Hidden-layer activations."""
@@ -48,6 +53,8 @@ class ModelSpec:
             output) or ``identity`` (regression, mean squared error, one output).
         n_outputs: width of the output layer.
         l2: L2 penalty ``0.5 * l2 * sum(W * W)`` over weight matrices (not biases), as in the article.
+        l1: L1 penalty ``l1 * sum(|W|)`` over weight matrices (not biases), with the subgradient
+            ``l1 * sign(W)`` (0 at 0).
     """
 
     n_inputs: int
@@ -56,6 +63,7 @@ class ModelSpec:
     head: str
     n_outputs: int
     l2: float = 0.0
+    l1: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
@@ -78,8 +86,10 @@ class ModelSpec:
             raise SpecError("a softmax head needs at least 2 classes")
         if self.head in ("sigmoid", "identity") and self.n_outputs != 1:
             raise SpecError(f"a {self.head} head has exactly one output, got {self.n_outputs}")
-        if not np.isfinite(self.l2) or self.l2 < 0:
-            raise SpecError(f"l2 must be a finite number >= 0, got {self.l2}")
+        for what in ("l2", "l1"):
+            value = getattr(self, what)
+            if not np.isfinite(value) or value < 0:
+                raise SpecError(f"{what} must be a finite number >= 0, got {value}")
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
@@ -118,18 +128,6 @@ class ModelSpec:
                 raise SpecError(f"layer {k + 1}: weights must be finite numbers")
 
 
-@dataclass(frozen=True)
-class GradientDescent:
-    """Full-batch gradient descent: ``p <- p - lr * (grad + l2 * p)`` (the penalty only on weights)."""
-
-    lr: float = 0.1
-    name: str = field(default="gd", init=False)
-
-    def __post_init__(self) -> None:
-        if not np.isfinite(self.lr) or self.lr <= 0:
-            raise SpecError(f"the learning rate must be a finite number > 0, got {self.lr}")
-
-
 def build_spec(
     n_inputs: int,
     hidden: Sequence[int],
@@ -137,6 +135,7 @@ def build_spec(
     head: str,
     n_outputs: int,
     l2: float = 0.0,
+    l1: float = 0.0,
 ) -> ModelSpec:
     """Build a :class:`ModelSpec`, repeating a single ``activation`` over all hidden layers.
 
@@ -144,7 +143,7 @@ def build_spec(
     ('tanh', 'tanh')
     """
     acts = (activation,) * len(hidden) if isinstance(activation, str) else tuple(activation)
-    return ModelSpec(n_inputs, tuple(hidden), acts, head, n_outputs, float(l2))
+    return ModelSpec(n_inputs, tuple(hidden), acts, head, n_outputs, float(l2), float(l1))
 
 
 def init_weights(spec: ModelSpec, seed: int = 0) -> Weights:

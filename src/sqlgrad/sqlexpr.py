@@ -132,6 +132,30 @@ def to_double(e: exp.Expression) -> exp.Expression:
     return exp.Cast(this=e, to=DOUBLE.copy())
 
 
+def fence_subqueries(statement: exp.Expression) -> exp.Expression:
+    """A copy where every derived table gets ``OFFSET 0``.
+
+    PostgreSQL pulls simple subqueries up into their parent and substitutes their output expressions;
+    for the staged levels of a network that re-inlines every shared column, and the expression grows
+    exponentially with the depth (measured: 5 iterations of a 3-4-2 network on 200 rows took 218 s).
+    ``OFFSET 0`` is PostgreSQL's documented way to keep a subquery as it is.
+
+    >>> fence_subqueries(exp.select("a").from_(exp.select("a").from_("t").subquery("s"))).sql()
+    'SELECT a FROM (SELECT a FROM t OFFSET 0) AS s'
+    """
+    statement = statement.copy()
+    for sub in list(statement.find_all(exp.Subquery)):
+        inner = sub.this
+        if (
+            isinstance(sub.parent, exp.From | exp.Join)
+            and isinstance(inner, exp.Select)
+            and not inner.args.get("limit")
+            and not inner.args.get("offset")
+        ):
+            inner.set("offset", exp.Offset(expression=exp.Literal.number(0)))
+    return statement
+
+
 def render(statement: exp.Expression, dialect: str, pretty: bool = False) -> str:
     """SQL text of a statement. sqlglot renders recursively; a query nested hundreds of levels deep (the
     article's plan) is rendered in a thread with a large stack and a raised recursion limit."""

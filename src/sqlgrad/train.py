@@ -27,8 +27,10 @@ from .data import DataSource, PreparedData, prepare, resolve_source
 from .engines import Engine, connect
 from .errors import SpecError, UsageError
 from .model import Model
+from .optim import Optimizer, Schedule, make_optimizer
 from .plans import PlanInput, PlanResult, Progress, TrainingProgram, choose
-from .spec import GradientDescent, Weights, build_spec, init_weights
+from .plans.base import check_history
+from .spec import Weights, build_spec, init_weights
 from .sqlexpr import table
 
 
@@ -36,6 +38,24 @@ def _engine(db: str | Engine | None) -> tuple[Engine, bool]:
     if isinstance(db, Engine):
         return db, False
     return connect(db), True
+
+
+def _optimizer(
+    optimizer: str | Optimizer, lr: float | None, schedule: str | Schedule, **options: Any
+) -> Optimizer:
+    """The optimizer of a run: an :class:`Optimizer` as given, or one built by name."""
+    if isinstance(optimizer, Optimizer):
+        given = [k for k, v in {"lr": lr, **options}.items() if v is not None]
+        if schedule != "constant":
+            given.append("schedule")
+        if given:
+            raise UsageError(
+                f"an optimizer object carries its own settings; do not also pass {', '.join(given)}"
+            )
+        return optimizer
+    if not isinstance(optimizer, str):
+        raise UsageError(f"optimizer must be a name or an Optimizer, got {optimizer!r}")
+    return make_optimizer(optimizer, lr, schedule=schedule, **options)
 
 
 def new_run_name() -> str:
@@ -52,9 +72,19 @@ def train(
     activation: str | Sequence[str] = "relu",
     task: str = "auto",
     head: str | None = None,
-    lr: float = 0.1,
+    lr: float | None = None,
     l2: float = 0.0,
+    l1: float = 0.0,
     iterations: int = 100,
+    optimizer: str | Optimizer = "gd",
+    momentum: float | None = None,
+    beta1: float | None = None,
+    beta2: float | None = None,
+    eps: float | None = None,
+    schedule: str | Schedule = "constant",
+    gamma: float | None = None,
+    step_size: int | None = None,
+    decay: float | None = None,
     init: Model | str | None = None,
     seed: int = 0,
     strategy: str = "auto",
@@ -71,18 +101,59 @@ def train(
         activation: one hidden activation for all layers, or one per layer.
         task: ``auto`` (from the target's type), ``classification`` or ``regression``.
         head: ``softmax`` (default for classification) or ``sigmoid`` (binary); regression is ``identity``.
-        lr: learning rate of full-batch gradient descent.
+        lr: base learning rate (default 0.1).
         l2: L2 penalty ``0.5 * l2 * sum(W*W)`` on weight matrices.
-        iterations: number of gradient steps.
+        l1: L1 penalty ``l1 * sum(|W|)`` on weight matrices (subgradient ``l1 * sign(W)``).
+        iterations: number of full-batch updates.
+        optimizer: ``gd``, ``momentum``, ``nesterov`` or ``adam`` (conventions in :mod:`sqlgrad.optim`),
+            or an :class:`~sqlgrad.optim.Optimizer` object, which then carries the rate, the
+            hyperparameters and the schedule (the arguments for those must be left unset).
+        momentum: ``momentum``/``nesterov``: the momentum ``mu`` (default 0.9).
+        beta1, beta2, eps: ``adam``: moment decays and the term added to ``sqrt(v_hat)`` (defaults 0.9,
+            0.999, 1e-8).
+        schedule: learning rate per update ``t`` (0-based): ``constant``; ``step``
+            (``lr * gamma ** floor(t / step_size)``, ``gamma`` default 0.1); ``exponential``
+            (``lr * gamma ** t``); ``inverse-time`` (``lr / (1 + decay * t)``); or a
+            :class:`~sqlgrad.optim.Schedule`.
+        gamma, step_size, decay: the schedule's parameters. A hyperparameter that the chosen optimizer
+            or schedule does not use is an error.
         init: a model (or the path of a model/initial-weights file) giving the architecture and the
             starting weights; then ``hidden``/``activation``/``head`` are taken from it.
         seed: seed of the He/Glorot initialisation when ``init`` is not given.
         strategy: ``auto``, ``nested``, ``recursive`` or ``stepwise`` (see :mod:`sqlgrad.plans`).
         db: a database URL (default: in-memory DuckDB) or an open :class:`~sqlgrad.engines.Engine`.
         progress: called with ``(iterations_done, loss)`` as training advances.
+
+    Raises :class:`~sqlgrad.errors.TrainingError` when the loss becomes NaN or infinite (divergence).
+
+    >>> from sqlgrad.engines.duckdb import DuckDBEngine
+    >>> from sqlgrad.optim import Nesterov
+    >>> eng = DuckDBEngine()
+    >>> _ = eng.connection.execute(
+    ...     "CREATE TABLE line AS SELECT i / 10.0 AS x, 3 * (i / 10.0) - 1 AS y FROM range(50) t(i)")
+    >>> m = train("line", "y", task="regression", optimizer="adam", lr=0.1, schedule="inverse-time",
+    ...           decay=0.01, iterations=300, db=eng)
+    >>> m.training["optimizer"], m.training["beta2"], m.training["decay"], m.training["metrics"]["r2"] > 0.99
+    ('adam', 0.999, 0.01, True)
+    >>> m = train("line", "y", task="regression", optimizer=Nesterov(0.01, momentum=0.8), iterations=200,
+    ...           db=eng)
+    >>> m.training["optimizer"], m.training["momentum"], m.training["metrics"]["r2"] > 0.99
+    ('nesterov', 0.8, True)
     """
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
         raise UsageError(f"iterations must be a whole number >= 0, got {iterations!r}")
+    opt = _optimizer(
+        optimizer,
+        lr,
+        momentum=momentum,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        schedule=schedule,
+        gamma=gamma,
+        step_size=step_size,
+        decay=decay,
+    )
     start_model = Model.load(init) if isinstance(init, str) else init
     engine, owned = _engine(db)
     run = new_run_name()
@@ -112,6 +183,7 @@ def train(
                 prep.head,
                 prep.n_outputs,
                 l2,
+                l1,
             )
             if start_model.spec.layer_sizes != spec.layer_sizes:
                 raise SpecError(
@@ -120,9 +192,9 @@ def train(
                 )
             weights: Weights = [(w.copy(), b.copy()) for w, b in start_model.weights]
         else:
-            spec = build_spec(len(prep.features), hidden, activation, prep.head, prep.n_outputs, l2)
+            spec = build_spec(len(prep.features), hidden, activation, prep.head, prep.n_outputs, l2, l1)
             weights = init_weights(spec, seed)
-        program = TrainingProgram(spec, GradientDescent(lr), engine.capabilities)
+        program = TrainingProgram(spec, opt, engine.capabilities)
         plan = choose(strategy, engine.capabilities, iterations)
         inp = PlanInput(program, data_table, weights, iterations, run)
         if progress:
@@ -133,6 +205,8 @@ def train(
         final_loss = engine.scalar(
             program.loss_select(inp.data, program.init_select(result.weights).subquery())
         )
+        # the plans check the loss before every update; this checks the loss after the last one
+        check_history([(iterations, final_loss)], 1)
         model = Model(
             features=prep.features,
             target=target,
@@ -142,15 +216,16 @@ def train(
             weights=result.weights,
             classes=prep.classes,
             l2=l2,
+            l1=l1,
             history=[{"iteration": i, "loss": v} for i, v in [*result.history, (iterations, final_loss)]],
         )
         metrics = evaluate_prepared(engine, model, prep)
         model.training = {
             "engine": engine.url.split("://", 1)[0],
             "strategy": plan.name,
-            "optimizer": "gd",
-            "lr": lr,
+            **opt.options(),
             "l2": l2,
+            "l1": l1,
             "iterations": iterations,
             "seed": None if start_model is not None else seed,
             "rows": prep.n_rows,

@@ -25,5 +25,20 @@ def connect(url: str | None = None) -> Engine:
         from .duckdb import DuckDBEngine
 
         return DuckDBEngine(url)
-    known = "duckdb:// (in memory) or duckdb:///path/to/file.db"
+    if scheme == "sqlite":
+        from .sqlite import SQLiteEngine
+
+        return SQLiteEngine(url)
+    if scheme in ("postgresql", "postgres"):
+        from .postgres import PostgresEngine
+
+        return PostgresEngine(url)
+    if scheme in ("mysql", "mariadb"):
+        from .mysql import MySQLEngine
+
+        return MySQLEngine(url)
+    known = (
+        "duckdb:// (in memory), duckdb:///file.db, sqlite:///file.db, postgresql://user@host:port/db, "
+        "mysql://user@host:port/db"
+    )
     raise EngineError(f"unsupported database URL {url!r}; supported: {known}")

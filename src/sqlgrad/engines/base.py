@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +26,9 @@ class Capabilities:
     Attributes:
         dialect: sqlglot dialect used to render every statement.
         recursive_cte: ``WITH RECURSIVE`` is supported.
-        recursive_aggregate: the recursive term may hold an aggregate over a derived table that
-            cross-joins the previous row (the form the ``recursive`` plan emits).
+        recursive_step: how one iteration can sit in a recursive term: ``"cross"`` (an aggregate over a
+            derived table that cross-joins the previous row), ``"lateral"`` (the aggregate in a LATERAL
+            subquery reading the previous row), or None when no form with an aggregate is accepted.
         recursion_limit: iterations a recursive CTE may run before the engine stops it, or None.
         window_functions: ``SUM(...) OVER ()`` is supported (the ``nested`` plan needs it).
         max_select_columns: the most entries a select list may have, or None if unbounded in practice.
@@ -38,12 +39,15 @@ class Capabilities:
         max_expression_depth: nesting depth at which the engine refuses a query by default, or None
             (see :meth:`Engine.allow_nesting`).
         reads_files: CSV/Parquet/JSON paths can be queried directly (``read_csv('...')``).
-        isnan_isinf: ``ISNAN``/``ISINF`` exist (used to refuse NaN and infinite feature values).
+        fence_subqueries: derived tables need ``OFFSET 0`` so the optimizer keeps each staged level
+            instead of re-inlining its columns (PostgreSQL).
+        ctes_for_derived_tables: nested derived tables are rewritten as a flat ``WITH`` list before
+            rendering (SQLite's parser overflows its stack on deeply nested subqueries).
     """
 
     dialect: str
     recursive_cte: bool = True
-    recursive_aggregate: bool = False
+    recursive_step: str | None = None
     recursion_limit: int | None = None
     window_functions: bool = True
     max_select_columns: int | None = None
@@ -53,7 +57,8 @@ class Capabilities:
     transactions: bool = True
     max_expression_depth: int | None = None
     reads_files: bool = False
-    isnan_isinf: bool = False
+    fence_subqueries: bool = False
+    ctes_for_derived_tables: bool = False
 
 
 @dataclass(frozen=True)
@@ -145,8 +150,14 @@ class Engine(abc.ABC):
 
     def render(self, statement: exp.Expression, pretty: bool = False) -> str:
         """The statement as SQL text in this engine's dialect."""
-        from ..sqlexpr import render
+        from ..sqlexpr import fence_subqueries, render
 
+        if self.capabilities.fence_subqueries:
+            statement = fence_subqueries(statement)
+        if self.capabilities.ctes_for_derived_tables:
+            from sqlglot.optimizer.eliminate_subqueries import eliminate_subqueries
+
+            statement = eliminate_subqueries(statement.copy())
         return render(statement, self.capabilities.dialect, pretty)
 
     def execute(self, statement: exp.Expression | str) -> None:
@@ -185,6 +196,64 @@ class Engine(abc.ABC):
             raise
         self.execute("COMMIT")
 
+    placeholder: str = "?"
+    """The driver's parameter marker (``?`` or ``%s``)."""
+
+    def _executemany(self, sql: str, rows: list[tuple]) -> None:
+        """Run one parameterised statement for many rows (drivers override when they batch better)."""
+        raise EngineError(f"{type(self).__name__} cannot insert rows")
+
+    def create_table(
+        self,
+        name: str | Sequence[str],
+        columns: Sequence[tuple[str, str]],
+        rows: Iterable[tuple],
+        batch: int = 10_000,
+    ) -> int:
+        """Create table ``name`` with ``(column, kind)`` pairs (kinds of :class:`Column`) and insert rows.
+
+        Returns the number of rows inserted. Used by ``sqlgrad load`` and the tests; the table must
+        not exist.
+        """
+        from ..sqlexpr import ident, table
+
+        types = {"integer": "BIGINT", "float": "DOUBLE", "boolean": "BOOLEAN", "text": "TEXT"}
+        schema = exp.Schema(
+            this=table(name),
+            expressions=[
+                exp.ColumnDef(this=ident(c), kind=exp.DataType.build(types.get(kind, "TEXT")))
+                for c, kind in columns
+            ],
+        )
+        self.execute(exp.Create(this=schema, kind="TABLE"))
+        # The statement's head comes from sqlglot (quoted names); the markers are the driver's own.
+        # With ``%s`` drivers a ``%`` inside a quoted name must be doubled.
+        target = self.render(exp.Schema(this=table(name), expressions=[ident(c) for c, _ in columns]))
+        if self.placeholder == "%s":
+            target = target.replace("%", "%%")
+        markers = ", ".join([self.placeholder] * len(columns))
+        sql = f"INSERT INTO {target} VALUES ({markers})"
+        count = 0
+        chunk: list[tuple] = []
+        for row in rows:
+            chunk.append(tuple(row))
+            if len(chunk) >= batch:
+                self._load_chunk(sql, chunk)
+                count += len(chunk)
+                chunk = []
+        if chunk:
+            self._load_chunk(sql, chunk)
+            count += len(chunk)
+        return count
+
+    def _load_chunk(self, sql: str, rows: list[tuple]) -> None:
+        try:
+            self._executemany(sql, rows)
+        except EngineError:
+            raise
+        except Exception as err:
+            raise EngineError(f"{type(self).__name__} refused the rows: {_first_line(err)}") from err
+
     def allow_nesting(self, depth: int) -> None:
         """Prepare the session for a query nested ``depth`` levels deep (the article's plan).
 
@@ -204,7 +273,11 @@ class Engine(abc.ABC):
     def drop_table(self, name: str) -> None:
         from ..sqlexpr import table
 
-        self.execute(exp.Drop(this=table(name), kind="TABLE", exists=True))
+        self.execute(exp.Drop(tables=[table(name)], kind="TABLE", exists=True))
+
+    def __deepcopy__(self, memo: dict) -> Engine:
+        """An engine is a live connection: copies (scikit-learn's ``clone``) share it."""
+        return self
 
     def __enter__(self) -> Engine:
         return self

@@ -22,7 +22,7 @@ class DuckDBEngine(Engine):
     capabilities = Capabilities(
         dialect="duckdb",
         recursive_cte=True,
-        recursive_aggregate=True,
+        recursive_step="cross",
         recursion_limit=None,
         window_functions=True,
         max_select_columns=None,
@@ -32,7 +32,6 @@ class DuckDBEngine(Engine):
         transactions=True,
         max_expression_depth=1000,
         reads_files=True,
-        isnan_isinf=True,
     )
 
     def __init__(self, url: str = "duckdb://", connection: Any | None = None) -> None:
@@ -60,6 +59,9 @@ class DuckDBEngine(Engine):
 
     def _fetchall(self, result: Any) -> list[tuple]:
         return result.fetchall()
+
+    def _executemany(self, sql: str, rows: list[tuple]) -> None:
+        self._con.executemany(sql, rows)
 
     def allow_nesting(self, depth: int) -> None:
         # The planner's depth counts expressions inside each level too: leave ample room.

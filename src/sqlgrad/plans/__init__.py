@@ -32,7 +32,7 @@ def choose(strategy: str, caps: Capabilities, iterations: int) -> Plan:
     network at 100k rows, and stays flat in memory over 1,000 iterations (``docs/strategies.md``).
     """
     if strategy == "auto":
-        ok = caps.recursive_cte and caps.recursive_aggregate
+        ok = caps.recursive_cte and caps.recursive_step is not None
         if ok and (caps.recursion_limit is None or iterations <= caps.recursion_limit):
             return PLANS["recursive"]
         return PLANS["stepwise"]

@@ -11,7 +11,8 @@ from sqlglot import exp
 from ..engines.base import Engine
 from ..errors import UsageError
 from ..lowering import leaf_columns
-from ..sqlexpr import alias, col, to_double
+from ..optim import GradientDescent
+from ..sqlexpr import alias, col, num, to_double
 from .base import Plan, PlanInput, PlanResult, Progress, check_history
 from .program import LOSS_SUM, N_ROWS, grad_column
 
@@ -21,12 +22,20 @@ class NestedPlan(Plan):
     description = "the article's single nested query (window sums, one nesting level per iteration)"
 
     def query(self, inp: PlanInput) -> exp.Select:
+        """The single query. Gradient descent only (any schedule): the article's query carries no
+        optimizer state; other optimizers raise :class:`~sqlgrad.errors.UsageError`."""
         prog = inp.program
+        if not isinstance(prog.optimizer, GradientDescent) or prog.state_columns:
+            raise UsageError(
+                f"the nested plan (the article's query) trains with gradient descent only, not "
+                f"{prog.optimizer.name!r}; use --strategy recursive or stepwise"
+            )
         data_cols = prog.data_columns
         params = prog.param_columns
         init = prog.init_select(inp.init)
         # Q0: every data row with the initial parameters as extra columns
-        q: exp.Select = exp.select(*(col(c) for c in data_cols), *init.expressions[2:]).from_(inp.data)
+        first = init.expressions[2 : 2 + len(params)]
+        q: exp.Select = exp.select(*(col(c) for c in data_cols), *first).from_(inp.data)
         st = prog.train_stages
         loss_cols: list[str] = []
         for k in range(inp.iterations):
@@ -44,7 +53,7 @@ class NestedPlan(Plan):
             loss_k = alias(prog.loss_expr("g", "g"), f"loss_{k}")
             q = exp.select(
                 *(col(c, "g") for c in data_cols),
-                *prog.param_updates("g", "g"),
+                *prog.param_updates("g", "g", to_double(num(k))),
                 *(col(c, "g") for c in loss_cols),
                 loss_k,
             ).from_(_named(summed, "g"), copy=False)

@@ -24,7 +24,8 @@ class RecursivePlan(Plan):
         prog = inp.program
         cte_name = inp.table_name("steps")
         more = exp.LT(this=col(ITERATION), expression=num(inp.iterations))
-        step = prog.step_select(inp.data, table(cte_name), more)
+        lateral = prog.capabilities.recursive_step == "lateral"
+        step = prog.step_select(inp.data, table(cte_name), more, lateral=lateral)
         body = exp.union(prog.init_select(inp.init), step, distinct=False)
         cte = exp.CTE(this=body, alias=exp.TableAlias(this=exp.to_identifier(cte_name, quoted=True)))
         query = exp.select(exp.Star()).from_(table(cte_name)).order_by(col(ITERATION))
@@ -36,7 +37,7 @@ class RecursivePlan(Plan):
 
     def run(self, engine: Engine, inp: PlanInput, progress: Progress | None = None) -> PlanResult:
         caps = engine.capabilities
-        if not (caps.recursive_cte and caps.recursive_aggregate):
+        if not (caps.recursive_cte and caps.recursive_step):
             raise UsageError(
                 f"{engine.url}: this engine cannot run the recursive plan; use --strategy stepwise"
             )
@@ -50,4 +51,5 @@ class RecursivePlan(Plan):
         last = rows[-1]
         if progress:
             progress(inp.iterations, last[1])
-        return PlanResult(inp.program.weights_from_row(list(last[2:])), history, statements=1)
+        weights = inp.program.weights_from_row(inp.program.param_values(last))
+        return PlanResult(weights, history, statements=1)

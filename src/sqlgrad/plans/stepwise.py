@@ -75,4 +75,5 @@ class StepwisePlan(Plan):
                     engine.drop_table(name)
         history_rows = [(int(i), v) for i, v in hist]
         check_history(history_rows, inp.iterations)
-        return PlanResult(inp.program.weights_from_row(list(rows[0][2:])), history_rows, statements=count)
+        weights = inp.program.weights_from_row(inp.program.param_values(rows[0]))
+        return PlanResult(weights, history_rows, statements=count)
