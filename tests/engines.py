@@ -6,6 +6,7 @@ does not answer fails there; elsewhere the tests skip with the reason.
 
 from __future__ import annotations
 
+import atexit
 import os
 import uuid
 
@@ -17,6 +18,7 @@ from sqlgrad.errors import SqlgradError
 URLS = {
     "duckdb": "duckdb://",
     "sqlite": "sqlite://",
+    "spark": os.environ.get("SQLGRAD_TEST_SPARK", "spark://local[2]"),
     "postgres": os.environ.get("SQLGRAD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"),
     "mysql": os.environ.get("SQLGRAD_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test"),
 }
@@ -30,7 +32,13 @@ _BOUNDS = {
 }
 
 
+_SHARED: dict[str, Engine] = {}
+"""Spark's JVM takes 15-30 s to start: one session serves every test (see :func:`release`)."""
+
+
 def open_engine(name: str) -> Engine:
+    if name in _SHARED:
+        return _SHARED[name]
     try:
         eng = connect(URLS[name])
     except SqlgradError as err:
@@ -39,7 +47,21 @@ def open_engine(name: str) -> Engine:
         raise
     if name in _BOUNDS:
         eng.execute(_BOUNDS[name])
+    if name == "spark":
+        _SHARED[name] = eng
     return eng
+
+
+def release(engine: Engine) -> None:
+    """Close an engine from :func:`open_engine` unless it is the shared one (closed at exit)."""
+    if engine not in _SHARED.values():
+        engine.close()
+
+
+@atexit.register
+def _close_shared() -> None:
+    for eng in _SHARED.values():
+        eng.close()
 
 
 def unique(prefix: str = "sgtest") -> str:

@@ -33,12 +33,16 @@ def connect(url: str | None = None) -> Engine:
         from .postgres import PostgresEngine
 
         return PostgresEngine(url)
+    if scheme in ("spark", "sc"):
+        from .spark import SparkEngine
+
+        return SparkEngine(url)
     if scheme in ("mysql", "mariadb"):
         from .mysql import MySQLEngine
 
         return MySQLEngine(url)
     known = (
         "duckdb:// (in memory), duckdb:///file.db, sqlite:///file.db, postgresql://user@host:port/db, "
-        "mysql://user@host:port/db"
+        "mysql://user@host:port/db, spark://local[2], sc://host:port"
     )
     raise EngineError(f"unsupported database URL {url!r}; supported: {known}")

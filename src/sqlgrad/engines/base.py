@@ -41,8 +41,12 @@ class Capabilities:
         reads_files: CSV/Parquet/JSON paths can be queried directly (``read_csv('...')``).
         fence_subqueries: derived tables need ``OFFSET 0`` so the optimizer keeps each staged level
             instead of re-inlining its columns (PostgreSQL).
+        mutable_tables: a run's tables accept DELETE (Spark's do not: the stepwise plan then keeps one
+            parameter row per iteration in a plain table of the run).
         ctes_for_derived_tables: nested derived tables are rewritten as a flat ``WITH`` list before
             rendering (SQLite's parser overflows its stack on deeply nested subqueries).
+        percentile_cont: ``PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY x)`` is an aggregate (medians of
+            ``--impute median``; otherwise a portable ``ROW_NUMBER()`` window query is used).
     """
 
     dialect: str
@@ -59,6 +63,8 @@ class Capabilities:
     reads_files: bool = False
     fence_subqueries: bool = False
     ctes_for_derived_tables: bool = False
+    percentile_cont: bool = False
+    mutable_tables: bool = True
 
 
 @dataclass(frozen=True)
@@ -258,6 +264,12 @@ class Engine(abc.ABC):
         """Prepare the session for a query nested ``depth`` levels deep (the article's plan).
 
         The default does nothing; an engine whose nesting cap is a session setting raises it."""
+        return None
+
+    def allow_recursion(self, iterations: int) -> None:
+        """Prepare the session for a recursive CTE of ``iterations`` steps (Spark caps it by a setting).
+
+        The default does nothing."""
         return None
 
     def table_exists(self, name: Sequence[str]) -> bool:

@@ -30,6 +30,7 @@ class DuckDBEngine(Engine):
         temp_tables=True,
         native_tanh=True,
         transactions=True,
+        percentile_cont=True,
         max_expression_depth=1000,
         reads_files=True,
     )

@@ -56,6 +56,7 @@ class MySQLEngine(DBAPIEngine):
         temp_tables=True,
         native_tanh=False,
         transactions=True,
+        percentile_cont=False,
     )
     placeholder = "%s"
 

@@ -26,6 +26,7 @@ class PostgresEngine(DBAPIEngine):
         temp_tables=True,
         native_tanh=True,
         transactions=True,
+        percentile_cont=True,
         fence_subqueries=True,
     )
     placeholder = "%s"

@@ -31,6 +31,7 @@ class SQLiteEngine(DBAPIEngine):
         temp_tables=True,
         native_tanh=True,
         transactions=True,
+        percentile_cont=False,
         ctes_for_derived_tables=True,
         fence_subqueries=True,
     )

@@ -45,6 +45,7 @@ class RecursivePlan(Plan):
             raise UsageError(
                 f"{inp.iterations} iterations exceed this engine's recursion limit of {caps.recursion_limit}"
             )
+        engine.allow_recursion(inp.iterations)
         rows = engine.query(self.query(inp))
         history = [(int(r[0]) - 1, r[1]) for r in rows[1:]]
         check_history(history, inp.iterations)

@@ -49,6 +49,8 @@ class StepwisePlan(Plan):
         return [*self.setup(inp), *self.step(inp)]
 
     def run(self, engine: Engine, inp: PlanInput, progress: Progress | None = None) -> PlanResult:
+        if not engine.capabilities.mutable_tables:
+            return self._run_append_only(engine, inp, progress)
         params, history = inp.table_name("params"), inp.table_name("history")
         count = 0
         try:
@@ -77,3 +79,28 @@ class StepwisePlan(Plan):
         check_history(history_rows, inp.iterations)
         weights = inp.program.weights_from_row(inp.program.param_values(rows[0]))
         return PlanResult(weights, history_rows, statements=count)
+
+    def _run_append_only(self, engine: Engine, inp: PlanInput, progress: Progress | None) -> PlanResult:
+        """For engines whose tables take INSERT but not DELETE (Spark): the parameter table of the run
+        is a plain table that keeps one row per iteration; iteration k+1's row is inserted from k's, and
+        the rows double as the history."""
+        prog = inp.program
+        params = inp.table_name("params")
+        at = lambda k: exp.EQ(this=col(ITERATION), expression=num(k))  # noqa: E731
+        history: list[tuple[int, float]] = []
+        try:
+            init = prog.init_select(inp.init)
+            engine.execute(exp.Create(this=table(params), kind="TABLE", expression=init))
+            for k in range(inp.iterations):
+                engine.execute(exp.insert(prog.step_select(inp.data, table(params), at(k)), table(params)))
+                loss = engine.scalar(exp.select(col(LOSS)).from_(table(params)).where(at(k + 1)))
+                check_history([(k, loss)], 1)
+                history.append((k, loss))
+                if progress:
+                    progress(k + 1, loss)
+            row = engine.query(exp.select(exp.Star()).from_(table(params)).where(at(inp.iterations)))[0]
+        finally:
+            with contextlib.suppress(Exception):
+                engine.drop_table(params)
+        weights = prog.weights_from_row(prog.param_values(row))
+        return PlanResult(weights, history, statements=2 * inp.iterations)
