@@ -48,6 +48,9 @@ class PostgresEngine(DBAPIEngine):
         except psycopg.Error as err:
             raise EngineError(f"cannot connect to PostgreSQL at {_safe(url)}: {_first(err)}") from err
         self._owned = True
+        # JIT compilation of the wide per-row expressions costs more than it saves: measured on the
+        # article's network (10k rows), one statement per iteration took 838 ms with JIT, 31 ms without.
+        self.execute("SET jit = off")
 
     def _type_name(self, type_code: Any) -> str:
         info = self._con.adapters.types.get(type_code)
