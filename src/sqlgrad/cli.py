@@ -22,6 +22,7 @@ EPILOG = """examples:
       --lr 2.0 --l2 1e-3 --iterations 100 -o model.json
   sqlgrad predict model.json examples/article/data.csv -o scored.csv
   sqlgrad evaluate model.json examples/article/data.csv
+  sqlgrad train customers.csv --target churned --exclude id --impute median -o churn.json
   sqlgrad sql model.json --dialect postgres --train --strategy recursive --iterations 10
   sqlgrad load examples/article/data.csv --db postgresql://postgres@127.0.0.1:5432/test --table points
   sqlgrad train points --db postgresql://postgres@127.0.0.1:5432/test --target y -o model.json
@@ -42,6 +43,13 @@ def _int_list(text: str) -> list[int]:
 
 def _name_list(text: str) -> list[str]:
     return [v for v in text.split(",") if v != ""]
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
 
 
 def _positive_float(text: str) -> float:
@@ -86,7 +94,40 @@ def build_parser() -> argparse.ArgumentParser:
         type=_name_list,
         default=None,
         metavar="A,B,...",
-        help="feature columns (default: every numeric column but the target)",
+        help="feature columns (default: every column but the target and --exclude)",
+    )
+    t.add_argument(
+        "--exclude",
+        type=_name_list,
+        default=[],
+        metavar="A,B,...",
+        help="columns that are not features (ids...), when --features is not given",
+    )
+    t.add_argument(
+        "--standardize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="train on (x - mean) / std of each numeric feature, computed in SQL and folded into the "
+        "model, which still scores raw rows (default: on, off with --init)",
+    )
+    t.add_argument(
+        "--max-categories",
+        type=_whole,
+        default=20,
+        metavar="N",
+        help="text features: one-hot inputs for the N most frequent values, the rest as 'other' (default 20)",
+    )
+    t.add_argument(
+        "--impute",
+        default=None,
+        choices=["mean", "median", "most-frequent"],
+        help="fill NULL features with a value computed in SQL and kept in the model (boolean and text "
+        "features: the most frequent value; default: a NULL is an error)",
+    )
+    t.add_argument(
+        "--drop-nulls",
+        action="store_true",
+        help="skip rows with a NULL in the target or in a feature that is not imputed",
     )
     t.add_argument(
         "--hidden",
@@ -288,6 +329,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             strategy=args.strategy,
             db=args.db,
             progress=progress,
+            standardize=args.standardize if args.standardize is not None else not args.init,
+            exclude=args.exclude,
+            max_categories=args.max_categories,
+            impute=args.impute,
+            drop_nulls=args.drop_nulls,
         )
     model.save(args.output)
     info = model.training
@@ -391,7 +437,13 @@ def cmd_sql(args: argparse.Namespace) -> int:
             create_temp_table(
                 prepared,
                 prepare_select(
-                    src.relation(), features, model.target or "y", model.task, model.head, model.classes
+                    src.relation(),
+                    features,
+                    model.target or "y",
+                    model.task,
+                    model.head,
+                    model.classes,
+                    model.preprocessing,
                 ),
             )
         ]

@@ -1,24 +1,53 @@
 """Data sources and preparation in SQL.
 
 A source is a table or view of the engine (optionally schema-qualified) or, on engines that read files,
-a CSV/Parquet/JSON path. Preparation validates the columns, picks the task, finds the classes, refuses
-NULLs, and writes the training rows into a temporary table of the run: ``x_0 .. x_{n-1}`` as DOUBLE and
-``y`` as the class index (softmax), 0/1 (sigmoid) or the DOUBLE target (regression). The user's relation
-is only ever read.
+a CSV/Parquet/JSON path. Preparation validates the columns, picks the task, finds the classes, applies
+the NULL policy, fits the encoding of the features, and writes the training rows into a temporary table
+of the run: the network's inputs ``x_0 .. x_{n-1}`` as DOUBLE and ``y`` as the class index (softmax),
+0/1 (sigmoid) or the DOUBLE target (regression). The user's relation is only ever read.
+
+Each feature column is encoded by a :class:`ColumnPrep`, which the model keeps (its ``preprocessing``
+section), so that prediction takes raw rows:
+
+- numeric (integer, float, decimal): ``CAST(col AS DOUBLE)``, standardised during training as
+  ``(x - mean) / std`` (population std over the training rows, one aggregate statement; a constant
+  column gets std 1). The model folds the standardisation into its first layer (see
+  :func:`fold_standardization`), so its weights act on the raw value;
+- boolean: 1.0 / 0.0;
+- text: one-hot, one input per category for the ``max_categories`` most frequent values (ties in the
+  engine's value order), and an ``other`` input when there were more; at prediction an unseen value
+  counts as ``other`` (all zeros when the model has no ``other`` input);
+- dates, times and other types are refused with the column's name (convert them in a view, e.g. to
+  epoch seconds, or leave the column out with ``--exclude``).
+
+NULLs: by default a NULL in a feature or the target is an error naming the column and the count;
+``impute`` fills features with a value computed in SQL (``mean``, ``median`` or ``most-frequent`` for
+numeric columns; always the most frequent value for boolean and text columns), applied as ``COALESCE`` in
+training and prediction; ``drop_nulls`` skips the rows with a NULL in a column that is not filled.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
+import numpy as np
 from sqlglot import exp
 
 from .engines.base import Column, Engine
-from .errors import ColumnNotFoundError, DataError, EngineError, TableNotFoundError, UsageError
+from .errors import (
+    ColumnNotFoundError,
+    DataError,
+    EngineError,
+    ModelFileError,
+    TableNotFoundError,
+    UsageError,
+)
 from .sqlexpr import alias, case, col, eq, num, table, to_double, value_literal
 
 FILE_READERS = {
@@ -103,6 +132,254 @@ def resolve_source(engine: Engine, data: str) -> DataSource:
     raise TableNotFoundError(f"no table or view named {data!r} in {engine.url}")
 
 
+IMPUTE_STRATEGIES = ("mean", "median", "most-frequent")
+"""Fill values for NULL features (``--impute``): for numeric columns the mean, the median or the most
+frequent value; boolean and text columns are always filled with their most frequent value."""
+
+MAX_CATEGORIES = 20
+"""Default number of categories one-hot encoded per text column (``--max-categories``)."""
+
+FEATURE_KINDS = {"integer": "numeric", "float": "numeric", "boolean": "boolean", "text": "categorical"}
+"""The encoding of a feature by the kind of its column (:attr:`Column.kind`)."""
+
+OTHER = "<other>"
+"""Name suffix of the input that a text column's rarer (and unseen) values switch on."""
+
+
+@dataclass(frozen=True)
+class PrepOptions:
+    """How :func:`prepare` fits the preparation of the features (see the module's docstring)."""
+
+    standardize: bool = False
+    impute: str | None = None
+    drop_nulls: bool = False
+    max_categories: int = MAX_CATEGORIES
+    exclude: tuple[str, ...] = ()
+
+    def check(self) -> None:
+        if self.impute is not None and self.impute not in IMPUTE_STRATEGIES:
+            raise UsageError(f"unknown imputation {self.impute!r}; choose {', '.join(IMPUTE_STRATEGIES)}")
+        m = self.max_categories
+        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+            raise UsageError(f"max categories must be a whole number >= 1, got {m!r}")
+
+
+@dataclass(frozen=True)
+class ColumnPrep:
+    """The encoding of one feature column into network inputs, as kept in the model file.
+
+    Attributes:
+        column: the user's column name.
+        kind: ``numeric`` (one DOUBLE input), ``boolean`` (one 0/1 input) or ``categorical`` (one-hot).
+        categories: the one-hot categories, most frequent first (``categorical``).
+        other: whether a ``categorical`` column has an extra input for every other value.
+        fill: the value a NULL is replaced with (imputation), or None (a NULL stays NULL).
+        mean, std: the standardisation the network was trained with (``numeric``), or None. The
+            model stores its weights with it folded into the first layer, so a prediction reads the
+            raw value; inside :func:`prepare` (and with ``standardized=True``) it is applied in SQL.
+        constant: the column had one value in training (std 0, taken as 1): its standardised input was
+            0 on every row, so it learnt nothing and the folded model gives it no weight.
+
+    >>> p = ColumnPrep("colour", "categorical", categories=("red", "blue"), other=True)
+    >>> p.width, p.input_names()
+    (3, ['colour=red', 'colour=blue', 'colour=<other>'])
+    >>> [e.sql("duckdb") for e in ColumnPrep("x", "numeric", fill=2.5, mean=1, std=4).inputs(True)]
+    ['(COALESCE(CAST("x" AS DOUBLE), CAST(2.5 AS DOUBLE)) - 1) / 4']
+    """
+
+    column: str
+    kind: str
+    categories: tuple = ()
+    other: bool = False
+    fill: Any = None
+    mean: float | None = None
+    std: float | None = None
+    constant: bool = False
+
+    @property
+    def width(self) -> int:
+        """The number of network inputs this column becomes."""
+        return len(self.categories) + int(self.other) if self.kind == "categorical" else 1
+
+    @property
+    def standardized(self) -> bool:
+        return self.mean is not None
+
+    def input_names(self) -> list[str]:
+        if self.kind != "categorical":
+            return [self.column]
+        names = [f"{self.column}={c}" for c in self.categories]
+        return [*names, f"{self.column}={OTHER}"] if self.other else names
+
+    def inputs(self, standardized: bool = False) -> list[exp.Expression]:
+        """The SQL expressions of this column's inputs over a relation with the raw column.
+
+        ``standardized`` applies ``(x - mean) / std`` (training); a prediction reads the raw value.
+        A NULL gives NULL inputs unless there is a ``fill``.
+        """
+        if self.kind == "numeric":
+            x = to_double(col(self.column))
+            if self.fill is not None:
+                x = exp.Coalesce(this=x, expressions=[num(float(self.fill))])
+            if standardized and self.mean is not None and self.std is not None:
+                x = exp.Div(this=exp.Paren(this=x - num(self.mean)), expression=num(self.std))
+            return [x]
+        if self.kind == "boolean":
+            value = col(self.column)
+            default = None if self.fill is None else num(int(bool(self.fill)))
+            return [to_double(case([(value, num(1)), (exp.Not(this=value.copy()), num(0))], default))]
+        value = col(self.column)
+        if self.fill is not None:
+            value = exp.Coalesce(this=value, expressions=[value_literal(self.fill)])
+        # a NULL gives NULL inputs (so a NULL prediction), unless it is filled
+        null = (
+            [] if self.fill is not None else [(exp.Is(this=value.copy(), expression=exp.Null()), exp.Null())]
+        )
+        out = [
+            to_double(case([*null, (eq(value.copy(), value_literal(c)), num(1))], num(0)))
+            for c in self.categories
+        ]
+        if self.other:
+            known = exp.In(this=value.copy(), expressions=[value_literal(c) for c in self.categories])
+            out.append(to_double(case([*null, (known, num(0))], num(1))))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"column": self.column, "kind": self.kind}
+        if self.kind == "categorical":
+            out["categories"] = list(self.categories)
+            out["other"] = self.other
+        if self.fill is not None:
+            out["fill"] = self.fill
+        if self.mean is not None:
+            out["mean"] = self.mean
+            out["std"] = self.std
+            if self.constant:
+                out["constant"] = True
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, origin: str = "model") -> ColumnPrep:
+        """One entry of a model file's ``preprocessing`` list, checked."""
+        if not isinstance(data, dict) or not isinstance(data.get("column"), str):
+            raise ModelFileError(f"{origin}: each preprocessing entry needs a 'column' name")
+        name, kind = data["column"], data.get("kind")
+        if kind not in ("numeric", "boolean", "categorical"):
+            raise ModelFileError(f"{origin}: column {name!r} has an unknown preprocessing kind {kind!r}")
+        fill = data.get("fill")
+        categories: tuple = ()
+        if kind == "categorical":
+            cats = data.get("categories")
+            if not isinstance(cats, list) or not all(isinstance(c, str) for c in cats):
+                raise ModelFileError(f"{origin}: column {name!r} needs a list of text 'categories'")
+            if not cats:
+                raise ModelFileError(f"{origin}: column {name!r} has no categories")
+            categories = tuple(cats)
+            if fill is not None and not isinstance(fill, str):
+                raise ModelFileError(f"{origin}: column {name!r} has a non-text fill value")
+        elif kind == "boolean" and fill is not None and not isinstance(fill, bool):
+            raise ModelFileError(f"{origin}: column {name!r} has a non-boolean fill value")
+        elif kind == "numeric" and fill is not None and not _finite(fill):
+            raise ModelFileError(f"{origin}: column {name!r} has a fill value that is not a finite number")
+        mean, std = data.get("mean"), data.get("std")
+        if mean is not None or std is not None:
+            if kind != "numeric" or not (_finite(mean) and _finite(std)) or not std > 0:
+                raise ModelFileError(f"{origin}: column {name!r} has a bad mean/std")
+            mean, std = float(mean), float(std)
+        constant = data.get("constant", False)
+        if not isinstance(constant, bool) or (constant and mean is None):
+            raise ModelFileError(f"{origin}: column {name!r} has a bad 'constant'")
+        return cls(name, kind, categories, bool(data.get("other", False)), fill, mean, std, constant)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def raw_encoding(features: Sequence[str]) -> list[ColumnPrep]:
+    """The encoding of a model without a ``preprocessing`` section: every feature ``CAST`` to DOUBLE."""
+    return [ColumnPrep(f, "numeric") for f in features]
+
+
+def encode(preps: Sequence[ColumnPrep], standardized: bool = False) -> list[exp.Expression]:
+    """The network's inputs, in order, as SQL expressions over the raw columns."""
+    return [e for p in preps for e in p.inputs(standardized)]
+
+
+def needs_section(preps: Sequence[ColumnPrep]) -> bool:
+    """Whether an encoding differs from :func:`raw_encoding` (then the model file keeps it)."""
+    return any(p.kind != "numeric" or p.fill is not None or p.mean is not None for p in preps)
+
+
+def _standardized_inputs(preps: Sequence[ColumnPrep]) -> list[tuple[int, ColumnPrep]]:
+    out, k = [], 0
+    for p in preps:
+        if p.mean is not None and p.std is not None:
+            out.append((k, p))
+        k += p.width
+    return out
+
+
+def fold_standardization(weights: list, preps: Sequence[ColumnPrep]) -> list:
+    """Weights over the raw inputs equal to ``weights`` over the standardised ones.
+
+    For a standardised input ``i``: ``W'[i] = W[i] / std_i`` and ``b' = b - sum_i mean_i * W'[i]``, so
+    that ``x @ W' + b' == ((x - mean) / std) @ W + b`` (up to rounding, which grows with
+    ``|mean| / std``). A constant column's input was 0 on every training row: its row becomes 0 (no
+    offset, so no rounding). Other layers are unchanged.
+    """
+    cols = _standardized_inputs(preps)
+    if not cols:
+        return [(np.array(w, float), np.array(b, float)) for w, b in weights]
+    w0, b0 = np.array(weights[0][0], float), np.array(weights[0][1], float)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k, p in cols:
+            w0[k] = 0.0 if p.constant else w0[k] / p.std
+        for k, p in cols:
+            b0 = b0 - p.mean * w0[k]
+    if not (np.all(np.isfinite(w0)) and np.all(np.isfinite(b0))):
+        raise DataError(
+            "the standardisation of the features does not fit in doubles once folded into the weights "
+            "(a column with a tiny spread or huge values); train with --no-standardize"
+        )
+    rest = [(np.array(w, float), np.array(b, float)) for w, b in weights[1:]]
+    return [(w0, b0), *rest]
+
+
+def unfold_standardization(weights: list, preps: Sequence[ColumnPrep]) -> list:
+    """The inverse of :func:`fold_standardization`: weights over the raw inputs -> standardised inputs."""
+    cols = _standardized_inputs(preps)
+    w0, b0 = np.array(weights[0][0], float), np.array(weights[0][1], float)
+    for k, p in cols:
+        b0 = b0 + p.mean * w0[k]
+    for k, p in cols:
+        w0[k] = w0[k] * p.std
+    return [(w0, b0), *[(np.array(w, float), np.array(b, float)) for w, b in weights[1:]]]
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The rows a run reads: a relation and, with ``drop_nulls``, a filter. The filter is a WHERE of
+    each query rather than a derived table, which SQLite would not let columns named TRUE or FALSE
+    cross."""
+
+    relation: exp.Expression
+    where: exp.Expression | None = None
+
+    def select(self, *exprs: exp.Expression, qualify: str | None = None) -> exp.Select:
+        """``SELECT exprs FROM relation [WHERE filter]``; ``qualify`` aliases the relation and qualifies
+        the filter's columns with it."""
+        relation, where = self.relation.copy(), self.where.copy() if self.where is not None else None
+        if qualify is not None:
+            relation.set("alias", exp.TableAlias(this=exp.to_identifier(qualify, quoted=True)))
+            where = _qualify_columns(where, qualify) if where is not None else None
+        query = exp.select(*exprs).from_(relation, copy=False)
+        return query.where(where, copy=False) if where is not None else query
+
+    def where_also(self, cond: exp.Expression) -> Rows:
+        return Rows(self.relation, exp.and_(self.where.copy(), cond) if self.where is not None else cond)
+
+
 @dataclass
 class PreparedData:
     """The training rows of a run, in a temporary table, with what was learned about them."""
@@ -116,19 +393,44 @@ class PreparedData:
     classes: list | None
     n_rows: int
     notes: list[str] = field(default_factory=list)
+    preprocessing: list[ColumnPrep] = field(default_factory=list)
 
     @property
     def n_outputs(self) -> int:
         return len(self.classes) if self.head == "softmax" and self.classes else 1
 
+    @property
+    def n_inputs(self) -> int:
+        return sum(p.width for p in self.preprocessing) if self.preprocessing else len(self.features)
+
+
+def _feature_kind(c: Column, hint: str) -> str:
+    """The encoding of a feature column, or a one-line error naming it."""
+    if c.kind in FEATURE_KINDS:
+        return FEATURE_KINDS[c.kind]
+    if c.kind == "temporal":
+        raise DataError(
+            f"feature column {c.name!r} is {c.type}: dates and times are not converted; turn it into a "
+            f"number in a view (e.g. epoch seconds) or {hint}"
+        )
+    raise DataError(f"feature column {c.name!r} is {c.type}: not numeric, boolean or text; {hint}")
+
 
 def choose_features(
-    columns: list[Column], target: str, features: Sequence[str] | None
+    columns: list[Column], target: str, features: Sequence[str] | None, exclude: Sequence[str] = ()
 ) -> tuple[list[str], list[str]]:
-    """The feature columns (given, or every numeric/boolean column but the target) and notes."""
+    """The feature columns (given, or every column but the target and ``exclude``) and notes.
+
+    Numeric, boolean and text columns can be features; any other type is an error naming the column.
+    """
     by_name = {c.name: c for c in columns}
     notes: list[str] = []
+    missing = [f for f in exclude if f not in by_name]
+    if missing:
+        raise ColumnNotFoundError(f"excluded column {missing[0]!r} is not in the data")
     if features:
+        if exclude:
+            raise UsageError("give the features or the columns to exclude, not both")
         missing = [f for f in features if f not in by_name]
         if missing:
             raise ColumnNotFoundError(f"feature column {missing[0]!r} is not in the data")
@@ -137,26 +439,19 @@ def choose_features(
         if len(set(features)) != len(features):
             raise UsageError("a feature column is listed twice")
         for f in features:
-            kind = by_name[f].kind
-            if kind not in ("integer", "float", "boolean"):
-                raise DataError(
-                    f"feature column {f!r} is {by_name[f].type}: only numeric and boolean features can be "
-                    "used (one-hot encoding of text columns is not implemented yet)"
-                )
+            _feature_kind(by_name[f], "leave it out of --features")
         return list(features), notes
-    chosen, skipped = [], []
-    for c in columns:
-        if c.name == target:
-            continue
-        (chosen if c.kind in ("integer", "float", "boolean") else skipped).append(c.name)
-    if skipped:
-        notes.append(f"skipped non-numeric columns: {', '.join(skipped)} (use --features to choose)")
+    if target in exclude:
+        raise UsageError(f"the target {target!r} cannot be excluded")
+    chosen = [c.name for c in columns if c.name != target and c.name not in exclude]
+    for f in chosen:
+        _feature_kind(by_name[f], f"leave it out with --exclude {f}")
     if not chosen:
-        raise DataError("no numeric feature columns besides the target")
+        raise DataError("no feature columns besides the target")
     return chosen, notes
 
 
-def _infer_task(engine: Engine, src: DataSource, target: Column) -> str:
+def _infer_task(engine: Engine, relation: exp.Expression, target: Column) -> str:
     kind = target.kind
     if kind in ("text", "boolean"):
         return "classification"
@@ -164,7 +459,7 @@ def _infer_task(engine: Engine, src: DataSource, target: Column) -> str:
         return "regression"
     if kind == "integer":
         distinct = engine.scalar(
-            exp.select(exp.Count(this=exp.Distinct(expressions=[col(target.name)]))).from_(src.relation())
+            exp.select(exp.Count(this=exp.Distinct(expressions=[col(target.name)]))).from_(relation)
         )
         return "classification" if distinct <= INTEGER_CLASSIFICATION_LIMIT else "regression"
     raise DataError(f"target column {target.name!r} is {target.type}: it must be numeric, boolean or text")
@@ -179,15 +474,29 @@ def prepare(
     head: str | None,
     table_name: str,
     classes: list | None = None,
+    options: PrepOptions | None = None,
+    encoding: Sequence[ColumnPrep] | None = None,
 ) -> PreparedData:
-    """Validate the data and write the training rows into the temporary table ``table_name``."""
+    """Validate the data and write the training rows into the temporary table ``table_name``.
+
+    ``options`` say how to fit the preparation (standardisation, imputation, NULL rows, categories).
+    ``encoding`` is a model's encoding to reuse instead of fitting one (evaluation, or training from
+    ``--init``): its categories and fill values are kept (fills are recomputed when ``options.impute``
+    is set); its standardisation is not (it is folded into that model's weights): ``options.standardize``
+    fits a new one.
+    """
+    options = options or PrepOptions()
+    options.check()
     columns = engine.describe(src.relation())
     by_name = {c.name: c for c in columns}
     if target not in by_name:
         raise ColumnNotFoundError(f"target column {target!r} is not in {src.label}")
-    feats, notes = choose_features(columns, target, features)
+    feats, notes = choose_features(columns, target, features, options.exclude)
+    layout = {p.column: p for p in encoding} if encoding is not None else None
+    if layout is not None and set(layout) != set(feats):
+        raise UsageError("the features differ from those of the model's preprocessing")
     if task == "auto":
-        task = _infer_task(engine, src, by_name[target])
+        task = _infer_task(engine, src.relation(), by_name[target])
         notes.append(f"task: {task} (from the target's type; set --task to change)")
     if task not in ("classification", "regression"):
         raise UsageError(f"unknown task {task!r}; choose auto, classification or regression")
@@ -202,9 +511,19 @@ def prepare(
         if head not in ("softmax", "sigmoid"):
             raise UsageError(f"classification uses a softmax or sigmoid head, not {head!r}")
 
-    _check_counts(engine, src, [*feats, target], [f for f in feats if by_name[f].kind == "float"])
+    if options.impute is not None:
+        filled = set(feats)
+    elif layout is not None:
+        filled = {f for f in feats if layout[f].fill is not None}
+    else:
+        filled = set()
+    floats = [f for f in feats if by_name[f].kind == "float"]
+    if by_name[target].kind == "float":
+        floats.append(target)
+    rows = _check_rows(engine, src, [*feats, target], floats, filled, options.drop_nulls, notes)
+
     if task == "classification":
-        found = _classes(engine, src, target)
+        found = _classes(engine, rows, target)
         if classes is None:
             classes = found
         else:
@@ -218,18 +537,33 @@ def prepare(
         if len(classes) > MAX_CLASSES:
             raise DataError(f"target {target!r} has {len(classes)} distinct values: too many classes")
 
-    engine.execute(
-        create_temp_table(table_name, prepare_select(src.relation(), feats, target, task, head, classes))
-    )
+    preps = _fit_encoding(engine, rows, feats, by_name, options, layout, notes)
+    select = prepare_select(rows.relation, feats, target, task, head, classes, preps, standardized=True)
+    if rows.where is not None:
+        select = select.where(rows.where.copy(), copy=False)
+    engine.execute(create_temp_table(table_name, select))
     n_rows = engine.scalar(exp.select(exp.Count(this=exp.Star())).from_(table(table_name)))
-    return PreparedData(src, table_name, feats, target, task, head, classes, int(n_rows), notes)
+    return PreparedData(src, table_name, feats, target, task, head, classes, int(n_rows), notes, preps)
 
 
 def prepare_select(
-    relation: exp.Expression, features: Sequence[str], target: str, task: str, head: str, classes: list | None
+    relation: exp.Expression,
+    features: Sequence[str],
+    target: str,
+    task: str,
+    head: str,
+    classes: list | None,
+    preprocessing: Sequence[ColumnPrep] | None = None,
+    standardized: bool = False,
 ) -> exp.Select:
-    """``SELECT CAST(f AS DOUBLE) AS x_0, ..., <label index or DOUBLE target> AS y FROM relation``."""
-    select = exp.select(*(alias(to_double(col(f)), f"x_{i}") for i, f in enumerate(features)))
+    """``SELECT <input 0> AS x_0, ..., <label index or DOUBLE target> AS y FROM relation``.
+
+    The inputs are the ``preprocessing`` encoding of the features (default: each ``CAST`` to DOUBLE);
+    ``standardized`` applies the encoding's standardisation (a run's own training rows).
+    """
+    preps = list(preprocessing) if preprocessing is not None else raw_encoding(features)
+    inputs = encode(preps, standardized)
+    select = exp.select(*(alias(e, f"x_{i}") for i, e in enumerate(inputs)))
     y = label_index(col(target), classes, head) if task == "classification" else to_double(col(target))
     return select.select(alias(y, "y"), copy=False).from_(relation)
 
@@ -252,36 +586,233 @@ def label_index(target: exp.Expression, classes: list | None, head: str) -> exp.
     return to_double(expr) if head == "sigmoid" else expr
 
 
-def _check_counts(engine: Engine, src: DataSource, columns: list[str], floats: list[str]) -> None:
-    """Refuse an empty relation, NULLs in ``columns`` and NaN or infinite values in ``floats``."""
+def _count_if(cond: exp.Expression, name: str) -> exp.Expression:
+    return alias(exp.Sum(this=case([(cond, num(1))], num(0))), name)
 
-    def count(cond: exp.Expression, name: str) -> exp.Expression:
-        return alias(exp.Sum(this=case([(cond, num(1))], num(0))), name)
 
+def _is_null(c: str) -> exp.Expression:
+    return exp.Is(this=col(c), expression=exp.Null())
+
+
+def _check_rows(
+    engine: Engine,
+    src: DataSource,
+    columns: list[str],
+    floats: list[str],
+    filled: set[str],
+    drop_nulls: bool,
+    notes: list[str],
+) -> Rows:
+    """Refuse an empty relation, NULLs (unless ``filled`` or dropped) in ``columns`` and NaN or infinite
+    values in ``floats``; returns the rows to use (with ``drop_nulls``: without the rows that have a
+    NULL in a column that is not filled)."""
     counts = [alias(exp.Count(this=exp.Star()), "n")]
-    counts += [count(exp.Is(this=col(c), expression=exp.Null()), f"null_{i}") for i, c in enumerate(columns)]
+    counts += [_count_if(_is_null(c), f"null_{i}") for i, c in enumerate(columns)]
     # |x| > the largest double: true for infinities, and for NaN on engines that order NaN above every
     # number (DuckDB, PostgreSQL, Spark); SQLite and MariaDB cannot store either.
     counts += [
-        count(exp.GT(this=exp.Abs(this=col(c)), expression=num(sys.float_info.max)), f"nonfinite_{i}")
+        _count_if(exp.GT(this=exp.Abs(this=col(c)), expression=num(sys.float_info.max)), f"nonfinite_{i}")
         for i, c in enumerate(floats)
     ]
     row = engine.query(exp.select(*counts).from_(src.relation()))[0]
     if row[0] == 0:
         raise DataError(f"{src.label} has no rows")
-    for c, nulls in zip(columns, row[1 : 1 + len(columns)], strict=True):
-        if nulls:
-            raise DataError(f"column {c!r} has {int(nulls)} NULL values; remove or fill them before training")
-    for c, bad in zip(floats, row[1 + len(columns) :], strict=False):
+    nulls = dict(zip(columns, (int(v or 0) for v in row[1 : 1 + len(columns)]), strict=True))
+    for c, bad in zip(floats, row[1 + len(columns) :], strict=True):
         if bad:
             raise DataError(f"column {c!r} has {int(bad)} NaN or infinite values")
+    unfilled = [c for c in columns if nulls[c] and c not in filled]
+    if not unfilled:
+        return Rows(src.relation())
+    if not drop_nulls:
+        c = unfilled[0]
+        hint = "pass --drop-nulls to skip those rows" if c == columns[-1] else "pass --impute or --drop-nulls"
+        raise DataError(f"column {c!r} has {nulls[c]} NULL values; remove or fill them, or {hint}")
+    rows = Rows(src.relation(), exp.and_(*(exp.Not(this=_is_null(c)) for c in unfilled)))
+    kept = int(engine.scalar(rows.select(exp.Count(this=exp.Star()))) or 0)
+    if kept == 0:
+        raise DataError(f"every row of {src.label} has a NULL in {', '.join(map(repr, unfilled))}")
+    notes.append(f"skipped {int(row[0]) - kept} rows with NULL values (--drop-nulls)")
+    return rows
 
 
-def _classes(engine: Engine, src: DataSource, target: str) -> list:
-    rows = engine.query(
-        exp.select(col(target)).distinct().from_(src.relation()).order_by(col(target)).limit(MAX_CLASSES + 1)
+def _frequencies(engine: Engine, rows: Rows, column: str, limit: int) -> list[tuple]:
+    """The ``limit`` most frequent non-NULL values of ``column`` with their counts, most frequent first
+    (ties in the engine's order of the values)."""
+    value, count = "__sg_value", "__sg_count"
+    query = (
+        rows.where_also(exp.Not(this=_is_null(column)))
+        .select(alias(col(column), value), alias(exp.Count(this=exp.Star()), count))
+        .group_by(col(column))
+        .order_by(exp.Ordered(this=col(count), desc=True), exp.Ordered(this=col(value)))
+        .limit(limit)
     )
-    return [_plain(r[0]) for r in rows]
+    return [(_plain(v), int(n)) for v, n in engine.query(query)]
+
+
+def _median_fills(engine: Engine, rows: Rows, columns: list[str]) -> list[Any]:
+    """The median of each column (over its non-NULL values), as ``numpy.median`` defines it.
+
+    With ``Capabilities.percentile_cont``: one aggregate statement of ``PERCENTILE_CONT(0.5) WITHIN
+    GROUP (ORDER BY x)``. Elsewhere, per column: the mean of the middle row(s) by ``ROW_NUMBER()`` over
+    the sorted values (``2*r`` between ``n`` and ``n + 2``).
+    """
+    if not columns:
+        return []
+    caps = engine.capabilities
+    if caps.percentile_cont:
+        aggs = [
+            exp.WithinGroup(
+                this=exp.PercentileCont(this=exp.Literal.number("0.5")),
+                expression=exp.Order(expressions=[exp.Ordered(this=to_double(col(c)))]),
+            )
+            for c in columns
+        ]
+        return list(engine.query(rows.select(*aggs))[0])
+    if not caps.window_functions:
+        raise UsageError(
+            f"{type(engine).__name__} has neither PERCENTILE_CONT nor window functions: "
+            "use --impute mean or most-frequent"
+        )
+    out = []
+    v, r, n = "__sg_v", "__sg_r", "__sg_n"
+    for c in columns:
+        values = rows.where_also(exp.Not(this=_is_null(c))).select(alias(to_double(col(c)), v))
+        ranked = exp.select(
+            col(v),
+            alias(
+                exp.Window(this=exp.RowNumber(), order=exp.Order(expressions=[exp.Ordered(this=col(v))])), r
+            ),
+            alias(exp.Window(this=exp.Count(this=exp.Star())), n),
+        ).from_(values.subquery("__sg_values"))
+        middle = exp.and_(
+            exp.GTE(this=num(2) * col(r), expression=col(n)),
+            exp.LTE(this=num(2) * col(r), expression=col(n) + num(2)),
+        )
+        out.append(
+            engine.scalar(
+                exp.select(exp.Avg(this=col(v))).from_(ranked.subquery("__sg_ranked")).where(middle)
+            )
+        )
+    return out
+
+
+def _standardization(engine: Engine, rows: Rows, preps: list[ColumnPrep]) -> list[tuple[float, float]]:
+    """``(mean, population std)`` of each numeric column (after its fill), by one aggregate statement:
+    ``SELECT MAX(m_i), SQRT(AVG((x_i - m_i) * (x_i - m_i))) FROM rows, (SELECT AVG(x_i) AS m_i FROM rows)``
+    (two passes over the rows, as numpy's ``std``, so no cancellation)."""
+    outer, means = "__sg_r", "__sg_m"
+    values = [p.inputs(False)[0] for p in preps]
+    inner = rows.select(*(alias(exp.Avg(this=v.copy()), f"m_{i}") for i, v in enumerate(values)))
+    aggs: list[exp.Expression] = []
+    for i, v in enumerate(values):
+        x = _qualify_columns(v.copy(), outer)
+        m = col(f"m_{i}", table=means)
+        d = exp.Paren(this=x - m.copy())
+        aggs.append(exp.Max(this=m))
+        aggs.append(exp.Sqrt(this=exp.Avg(this=d * d.copy())))
+    means_table = exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(means, quoted=True)))
+    query = rows.select(*aggs, qualify=outer).join(means_table, join_type="cross")
+    row = engine.query(query)[0]
+    return [(row[2 * i], row[2 * i + 1]) for i in range(len(values))]
+
+
+def _qualify_columns(e: exp.Expression, table_alias: str) -> exp.Expression:
+    for c in e.find_all(exp.Column):
+        c.set("table", exp.to_identifier(table_alias, quoted=True))
+    return e
+
+
+def _fit_encoding(
+    engine: Engine,
+    rows: Rows,
+    feats: list[str],
+    by_name: dict[str, Column],
+    options: PrepOptions,
+    layout: dict[str, ColumnPrep] | None,
+    notes: list[str],
+) -> list[ColumnPrep]:
+    """The encoding of the features: the model's (``layout``) or fitted on ``rows`` by SQL queries."""
+    preps: list[ColumnPrep] = []
+    for f in feats:
+        if layout is not None:
+            preps.append(replace(layout[f], mean=None, std=None, constant=False))
+            continue
+        kind = FEATURE_KINDS[by_name[f].kind]
+        if kind != "categorical":
+            preps.append(ColumnPrep(f, kind))
+            continue
+        top = _frequencies(engine, rows, f, options.max_categories + 1)
+        if not top:
+            raise DataError(f"text column {f!r} has only NULL values")
+        other = len(top) > options.max_categories
+        cats = tuple(str(v) for v, _ in top[: options.max_categories])
+        if other:
+            notes.append(
+                f"column {f!r}: the {options.max_categories} most frequent values one-hot encoded, "
+                "the others as 'other'"
+            )
+        preps.append(ColumnPrep(f, "categorical", categories=cats, other=other))
+
+    if options.impute is not None:
+        preps = _fit_fills(engine, rows, preps, options.impute)
+    if options.standardize:
+        numeric = [k for k, p in enumerate(preps) if p.kind == "numeric"]
+        stats = _standardization(engine, rows, [preps[k] for k in numeric]) if numeric else []
+        for k, (mean, std) in zip(numeric, stats, strict=True):
+            name = preps[k].column
+            if mean is None or std is None or not (math.isfinite(mean) and math.isfinite(std)):
+                raise DataError(
+                    f"column {name!r} is too large to standardise in doubles; train with --no-standardize"
+                )
+            if std == 0:
+                notes.append(f"column {name!r} is constant: std taken as 1; it has no weight in the model")
+                preps[k] = replace(preps[k], mean=float(mean), std=1.0, constant=True)
+                continue
+            if abs(mean) > 1e8 * std:
+                notes.append(
+                    f"column {name!r}: |mean| / std is {abs(mean) / std:.1e}; folded into the weights, the "
+                    "standardisation costs predictions that many times the rounding error (centre the "
+                    "column in a view to avoid it)"
+                )
+            preps[k] = replace(preps[k], mean=float(mean), std=float(std))
+    return preps
+
+
+def _fit_fills(engine: Engine, rows: Rows, preps: list[ColumnPrep], strategy: str) -> list[ColumnPrep]:
+    """Each feature's fill value for ``--impute strategy``, computed in SQL over the non-NULL values."""
+    fills: dict[int, Any] = {}
+    numeric = [k for k, p in enumerate(preps) if p.kind == "numeric"]
+    if strategy == "mean" and numeric:
+        query = rows.select(*(exp.Avg(this=to_double(col(preps[k].column))) for k in numeric))
+        fills.update(zip(numeric, engine.query(query)[0], strict=True))
+    elif strategy == "median":
+        fills.update(
+            zip(numeric, _median_fills(engine, rows, [preps[k].column for k in numeric]), strict=True)
+        )
+    for k, p in enumerate(preps):
+        if k in fills:
+            continue
+        top = _frequencies(engine, rows, p.column, 1)
+        fills[k] = top[0][0] if top else None
+    out = []
+    for k, p in enumerate(preps):
+        value = fills[k]
+        if value is None:
+            raise DataError(f"column {p.column!r} has only NULL values: nothing to impute from")
+        if p.kind == "numeric":
+            value = float(value)
+        elif p.kind == "boolean":
+            value = bool(value)
+        else:
+            value = str(value)
+        out.append(replace(p, fill=value))
+    return out
+
+
+def _classes(engine: Engine, rows: Rows, target: str) -> list:
+    found = engine.query(rows.select(col(target)).distinct().order_by(col(target)).limit(MAX_CLASSES + 1))
+    return [_plain(r[0]) for r in found]
 
 
 def _plain(value: object) -> object:

@@ -5,6 +5,22 @@ The file holds the features, target, task, classes, and ``"layers": [{"W": [[...
 activation is the head. Weights are written with ``repr`` precision, so a file read back gives the
 same doubles.
 
+A model trained on prepared features also has ``"preprocessing"``: one entry per feature column, in the
+order of ``features``, telling how the column becomes network inputs (:class:`sqlgrad.data.ColumnPrep`)::
+
+    "preprocessing": [
+     {"column": "age", "kind": "numeric", "fill": 41.5, "mean": 40.2, "std": 12.9},
+     {"column": "colour", "kind": "categorical", "categories": ["red", "blue"], "other": true},
+     {"column": "member", "kind": "boolean"}]
+
+``fill`` replaces a NULL (``COALESCE``); ``categories`` are one-hot inputs in that order, then one
+``other`` input when ``other`` is true (every other value, unseen ones included); a boolean is 1/0.
+``mean``/``std`` record the standardisation the network was trained with: it is folded into the first
+layer's weights (``W[i] / std``, ``b - mean * W[i] / std``), so the stored weights, the prediction SQL
+and any numpy forward pass all take the raw value (a ``"constant": true`` column, std 0 in training,
+has a zero weight row). A file without ``"preprocessing"`` (every earlier model) casts each feature to
+DOUBLE, as before. A row with a NULL in a feature that has no ``fill`` gets NULL predictions.
+
 >>> import numpy as np
 >>> m = Model(features=["x1", "x2"], target="y", task="classification", classes=[0, 1],
 ...           activations=["relu"], head="softmax",
@@ -28,6 +44,7 @@ import numpy as np
 from sqlglot import exp
 
 from .autodiff import build_graph
+from .data import ColumnPrep, encode, raw_encoding
 from .errors import ModelFileError, SpecError, UsageError
 from .lowering import leaf_columns, sigmoid_expr, stage
 from .spec import ModelSpec, Weights
@@ -54,6 +71,13 @@ class Model:
     l1: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
     training: dict[str, Any] = field(default_factory=dict)
+    preprocessing: list[ColumnPrep] | None = None
+    """How each feature column becomes inputs; None: every feature is one input, cast to DOUBLE."""
+
+    @property
+    def encoding(self) -> list[ColumnPrep]:
+        """The feature encoding: :attr:`preprocessing`, or each feature cast to DOUBLE."""
+        return list(self.preprocessing) if self.preprocessing is not None else raw_encoding(self.features)
 
     @property
     def spec(self) -> ModelSpec:
@@ -71,10 +95,15 @@ class Model:
             layers.append(
                 {"W": np.asarray(w, float).tolist(), "b": np.asarray(b, float).tolist(), "activation": a}
             )
-        return {
+        out: dict[str, Any] = {
             "format": FORMAT,
             "version": VERSION,
             "features": list(self.features),
+        }
+        if self.preprocessing is not None:
+            out["preprocessing"] = [p.to_dict() for p in self.preprocessing]
+        return {
+            **out,
             "target": self.target,
             "task": self.task,
             "head": self.head,
@@ -121,6 +150,7 @@ class Model:
             )
         weights, acts = parse_layers(data.get("layers"), origin)
         head = acts[-1]
+        preprocessing = parse_preprocessing(data.get("preprocessing"), data.get("features"), origin)
         try:
             model = cls(
                 features=[str(f) for f in data.get("features") or []],
@@ -134,11 +164,19 @@ class Model:
                 l1=float(data.get("l1", 0.0)),
                 history=list(data.get("history") or []),
                 training=dict(data.get("training") or {}),
+                preprocessing=preprocessing,
             )
             model.spec.check_weights(model.weights)
         except (TypeError, ValueError, SpecError) as err:
             raise ModelFileError(f"{origin}: {err}") from err
-        if model.features and len(model.features) != model.spec.n_inputs:
+        if preprocessing is not None:
+            width = sum(p.width for p in preprocessing)
+            if width != model.spec.n_inputs:
+                raise ModelFileError(
+                    f"{origin}: the preprocessing makes {width} inputs but the first layer takes "
+                    f"{model.spec.n_inputs}"
+                )
+        elif model.features and len(model.features) != model.spec.n_inputs:
             raise ModelFileError(
                 f"{origin}: {len(model.features)} features but the first layer takes "
                 f"{model.spec.n_inputs} inputs"
@@ -196,37 +234,48 @@ class Model:
             prefix=PREFIX,
             materialize=tuple(roots[1:]),
         )
+        inputs = encode(self.encoding)
+        # A NULL feature without a fill value makes the row's prediction NULL (a ReLU would turn a NULL
+        # into 0 and give a number that means nothing).
+        unfilled = [p.column for p in self.encoding if p.fill is None]
+        null_flag = PREFIX + "null"
+        flags = []
+        if unfilled:
+            any_null = exp.or_(*(exp.Is(this=col(c), expression=exp.Null()) for c in unfilled))
+            flags = [alias(case([(any_null, num(1))], num(0)), null_flag)]
+        # The user's columns cross the levels under internal names (SQLite would not let a column named
+        # TRUE or FALSE out of a derived table) and get their own names back at the top.
+        kept = [f"{PREFIX}c{i}" for i in range(len(columns))]
         base = exp.select(
-            *(col(c) for c in columns),
-            *(
-                alias(to_double(col(f)), PREFIX + x)
-                for f, x in zip(self.features, leaf_columns(graph.x), strict=True)
-            ),
+            *(alias(col(c), k) for c, k in zip(columns, kept, strict=True)),
+            *flags,
+            *(alias(e, PREFIX + x) for e, x in zip(inputs, leaf_columns(graph.x), strict=True)),
         ).from_(source)
         z = st.exprs(graph.logits)
-        out = [col(c) for c in columns]
-        name = self.output_columns()
+        preds: list[exp.Expression] = []
         labels = self.class_labels()
         if self.head == "softmax":
             assert graph.lse is not None
             lse = st.exprs(graph.lse)[0]
             zmax = st.exprs(graph.lse.inputs[1])[0]
-            pred = case(
-                [(eq(z[j].copy(), zmax.copy()), value_literal(labels[j])) for j in range(len(z))], None
+            preds.append(
+                case([(eq(z[j].copy(), zmax.copy()), value_literal(labels[j])) for j in range(len(z))], None)
             )
-            out.append(alias(pred, name[0]))
-            out += [alias(fexp(z[j].copy() - lse.copy()), name[1 + j]) for j in range(len(z))]
-            return st.build(base, out, passthrough=list(columns))
-        if self.head == "sigmoid":
+            preds += [fexp(z[j].copy() - lse.copy()) for j in range(len(z))]
+        elif self.head == "sigmoid":
             p = sigmoid_expr(z[0])
             pred = case(
                 [(exp.GTE(this=z[0].copy(), expression=num(0)), value_literal(labels[1]))],
                 value_literal(labels[0]),
             )
-            out += [alias(pred, name[0]), alias(num(1) - paren(p.copy()), name[1]), alias(p, name[2])]
-            return st.build(base, out, passthrough=list(columns))
-        out.append(alias(z[0], name[0]))
-        return st.build(base, out, passthrough=list(columns))
+            preds += [pred, num(1) - paren(p.copy()), p]
+        else:
+            preds.append(z[0])
+        if flags:
+            preds = [case([(eq(col(null_flag), num(1)), exp.Null())], e) for e in preds]
+        out = [alias(col(k), c) for c, k in zip(columns, kept, strict=True)]
+        out += [alias(e, n) for e, n in zip(preds, self.output_columns(), strict=True)]
+        return st.build(base, out, passthrough=[*kept, *([null_flag] if flags else [])])
 
     def evaluate_select(self, data: exp.Expression, native_tanh: bool = True) -> exp.Select:
         """Metrics over a prepared relation (``x_i`` DOUBLE columns and ``y`` as in training).
@@ -311,6 +360,18 @@ def parse_layers(layers: Any, origin: str) -> tuple[Weights, list[str]]:
         weights.append((w, b))
         acts.append(act)
     return weights, acts
+
+
+def parse_preprocessing(entries: Any, features: Any, origin: str) -> list[ColumnPrep] | None:
+    """The ``preprocessing`` list of a model file (None when absent), checked against ``features``."""
+    if entries is None:
+        return None
+    if not isinstance(entries, list):
+        raise ModelFileError(f"{origin}: 'preprocessing' must be a list (one entry per feature)")
+    preps = [ColumnPrep.from_dict(e, origin) for e in entries]
+    if [p.column for p in preps] != [str(f) for f in features or []]:
+        raise ModelFileError(f"{origin}: 'preprocessing' must name the features, in their order")
+    return preps
 
 
 def finite_or_none(x: float) -> float | None:

@@ -23,7 +23,17 @@ from typing import Any
 
 from sqlglot import exp
 
-from .data import DataSource, PreparedData, prepare, resolve_source
+from .data import (
+    MAX_CATEGORIES,
+    DataSource,
+    PreparedData,
+    PrepOptions,
+    fold_standardization,
+    needs_section,
+    prepare,
+    resolve_source,
+    unfold_standardization,
+)
 from .engines import Engine, connect
 from .errors import SpecError, UsageError
 from .model import Model
@@ -90,13 +100,19 @@ def train(
     strategy: str = "auto",
     db: str | Engine | None = None,
     progress: Progress | None = None,
+    standardize: bool = False,
+    exclude: Sequence[str] = (),
+    max_categories: int = MAX_CATEGORIES,
+    impute: str | None = None,
+    drop_nulls: bool = False,
 ) -> Model:
     """Train a multi-layer perceptron on ``data`` (a table, view or file) inside the database.
 
     Args:
         data: table or view name in ``db``, or a CSV/Parquet/JSON path (engines that read files).
         target: the column to predict.
-        features: feature columns; default every numeric or boolean column but the target.
+        features: feature columns; default every column but the target (and ``exclude``). Numeric
+            columns are inputs as they are (or standardised), booleans 0/1, text columns one-hot.
         hidden: hidden layer widths, e.g. ``[16, 8]``; empty for a linear or logistic model.
         activation: one hidden activation for all layers, or one per layer.
         task: ``auto`` (from the target's type), ``classification`` or ``regression``.
@@ -123,6 +139,17 @@ def train(
         strategy: ``auto``, ``nested``, ``recursive`` or ``stepwise`` (see :mod:`sqlgrad.plans`).
         db: a database URL (default: in-memory DuckDB) or an open :class:`~sqlgrad.engines.Engine`.
         progress: called with ``(iterations_done, loss)`` as training advances.
+        standardize: train on ``(x - mean) / std`` of each numeric feature (mean and population std
+            computed in SQL); the model folds it into its first layer, so it still scores raw rows.
+            Off by default here (the ``sqlgrad train`` command turns it on unless ``--init`` is given).
+            With ``init``, the initial weights are taken as acting on raw inputs and converted.
+        exclude: columns left out when ``features`` is not given (e.g. ids).
+        max_categories: text features: how many of the most frequent values get their own input; the
+            others share an ``other`` input.
+        impute: fill NULL features with a value computed in SQL and kept in the model: ``mean``,
+            ``median`` or ``most-frequent`` (boolean and text features: always the most frequent
+            value). Default: a NULL is an error.
+        drop_nulls: skip rows with a NULL in the target or in a feature that is not imputed.
 
     Raises :class:`~sqlgrad.errors.TrainingError` when the loss becomes NaN or infinite (divergence).
 
@@ -154,6 +181,14 @@ def train(
         step_size=step_size,
         decay=decay,
     )
+    options = PrepOptions(
+        standardize=bool(standardize),
+        impute=impute,
+        drop_nulls=bool(drop_nulls),
+        max_categories=max_categories,
+        exclude=(exclude,) if isinstance(exclude, str) else tuple(exclude or ()),
+    )
+    options.check()
     start_model = Model.load(init) if isinstance(init, str) else init
     engine, owned = _engine(db)
     run = new_run_name()
@@ -174,10 +209,12 @@ def train(
             head,
             data_table,
             classes=start_model.classes if start_model is not None else None,
+            options=options,
+            encoding=start_model.preprocessing if start_model is not None else None,
         )
         if start_model is not None:
             spec = build_spec(
-                len(prep.features),
+                prep.n_inputs,
                 start_model.spec.hidden,
                 start_model.activations,
                 prep.head,
@@ -190,9 +227,10 @@ def train(
                     f"the initial weights are for a {'-'.join(map(str, start_model.spec.layer_sizes))} "
                     f"network, the data needs {'-'.join(map(str, spec.layer_sizes))}"
                 )
-            weights: Weights = [(w.copy(), b.copy()) for w, b in start_model.weights]
+            # a model's weights act on raw inputs: express them over this run's standardised ones
+            weights: Weights = unfold_standardization(start_model.weights, prep.preprocessing)
         else:
-            spec = build_spec(len(prep.features), hidden, activation, prep.head, prep.n_outputs, l2, l1)
+            spec = build_spec(prep.n_inputs, hidden, activation, prep.head, prep.n_outputs, l2, l1)
             weights = init_weights(spec, seed)
         program = TrainingProgram(spec, opt, engine.capabilities)
         plan = choose(strategy, engine.capabilities, iterations)
@@ -220,6 +258,9 @@ def train(
             history=[{"iteration": i, "loss": v} for i, v in [*result.history, (iterations, final_loss)]],
         )
         metrics = evaluate_prepared(engine, model, prep)
+        if needs_section(prep.preprocessing):
+            model.preprocessing = prep.preprocessing
+            model.weights = fold_standardization(result.weights, prep.preprocessing)
         model.training = {
             "engine": engine.url.split("://", 1)[0],
             "strategy": plan.name,
@@ -271,6 +312,7 @@ def evaluate(model: Model, data: str, db: str | Engine | None = None) -> dict[st
             None if model.head == "identity" else model.head,
             name,
             classes=model.classes,
+            encoding=model.encoding,
         )
         return evaluate_prepared(engine, model, prep)
     finally:
@@ -280,15 +322,25 @@ def evaluate(model: Model, data: str, db: str | Engine | None = None) -> dict[st
             engine.close()
 
 
+ENCODING_KINDS = {
+    "numeric": (("integer", "float", "boolean"), "a number"),
+    "boolean": (("boolean", "integer"), "a boolean"),
+    "categorical": (("text",), "text"),
+}
+"""Column kinds each feature encoding can read at prediction time, and how to name them."""
+
+
 def _check_model_columns(engine: Engine, model: Model, src: DataSource) -> list[str]:
     cols = engine.describe(src.relation())
     names = [c.name for c in cols]
     by_name = {c.name: c for c in cols}
-    for f in model.features:
+    for p in model.encoding:
+        f = p.column
         if f not in by_name:
             raise UsageError(f"{src.label} has no column {f!r}, which the model needs")
-        if by_name[f].kind not in ("integer", "float", "boolean"):
-            raise UsageError(f"column {f!r} of {src.label} is {by_name[f].type}; the model needs a number")
+        kinds, wanted = ENCODING_KINDS[p.kind]
+        if by_name[f].kind not in kinds:
+            raise UsageError(f"column {f!r} of {src.label} is {by_name[f].type}; the model needs {wanted}")
     return names
 
 
