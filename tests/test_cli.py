@@ -395,3 +395,19 @@ def test_activation_per_layer(points_csv, tmp_path, capsys):
         layers = json.load(fh)["layers"]
     assert [layer["activation"] for layer in layers] == ["tanh", "leaky_relu", "softmax"]
     assert [len(layer["b"]) for layer in layers] == [5, 3, 2]
+
+
+def test_predict_into_a_closed_pipe_is_quiet(tmp_path, capsys):
+    # 100,000 scored rows: far more than a pipe buffer, so the writer meets the closed pipe
+    path = os.path.join(os.path.dirname(__file__), "..", "examples", "article", "data.csv")
+    m = str(tmp_path / "m.json")
+    assert run(["train", path, "--target", "y", "--iterations", "2", "-o", m, "--quiet"], capsys)[0] == 0
+    proc = subprocess.run(
+        f'"{sys.executable}" -m sqlgrad.cli predict "{m}" "{path}" | head -1',
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.stdout.startswith("x1,x2,y,predicted_y")
+    assert "Traceback" not in proc.stderr
