@@ -127,3 +127,12 @@ def test_random_architectures(n_inputs, hidden, acts, head, classes, rows, itera
         )
     want, _ = R.train_gd(init.weights, acts, head, X, y.astype(float), 0.1, 0.01, iterations)
     assert_weights_close(model.weights, want)
+
+
+def test_wide_layer_with_penalty_stays_below_expression_depth_limits(engine):
+    """1,502 parameters with L2: the penalty sums 1,200 squares (a left-deep chain of that many additions
+    passes DuckDB's expression-depth limit of 1,000)."""
+    model, want, _ = run_case(
+        engine, hidden=[300], activation="tanh", head="softmax", strategy="recursive", iterations=1, n=40, d=2
+    )
+    assert_weights_close(model.weights, want)

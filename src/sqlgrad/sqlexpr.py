@@ -81,12 +81,25 @@ def neg(e: exp.Expression) -> exp.Expression:
     return exp.Neg(this=paren(e))
 
 
+TOTAL_CHAIN = 32
+"""Sums of up to this many terms are written left to right; longer ones as a balanced tree of such
+chains, so that a sum over thousands of weights (the L2 penalty of a wide model) stays far below the
+engines' expression-depth limits (DuckDB refuses depth 1,000)."""
+
+
 def total(terms: Iterable[exp.Expression]) -> exp.Expression:
-    """``t0 + t1 + ...`` left to right."""
+    """``t0 + t1 + ...``: left to right up to :data:`TOTAL_CHAIN` terms, else a balanced tree of chains.
+
+    >>> total([col("a"), col("b"), col("c")]).sql()
+    '"a" + "b" + "c"'
+    """
     items = list(terms)
     if not items:
         return exp.Literal.number(0)
-    return reduce(lambda a, b: exp.Add(this=a, expression=b), items)
+    if len(items) <= TOTAL_CHAIN:
+        return reduce(lambda a, b: exp.Add(this=a, expression=b), items)
+    half = (len(items) + 1) // 2
+    return exp.Add(this=exp.Paren(this=total(items[:half])), expression=exp.Paren(this=total(items[half:])))
 
 
 def case(ifs: Sequence[tuple[exp.Expression, exp.Expression]], default: exp.Expression | None) -> exp.Case:
