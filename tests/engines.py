@@ -7,8 +7,10 @@ does not answer fails there; elsewhere the tests skip with the reason.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -50,6 +52,18 @@ def open_engine(name: str) -> Engine:
     if name == "spark":
         _SHARED[name] = eng
     return eng
+
+
+def opened(name: str) -> Iterator[Engine]:
+    """Fixture body: an engine whose ``created`` list of tables is dropped after the test."""
+    engine = open_engine(name)
+    created: list[str] = []
+    engine.created = created  # type: ignore[attr-defined]
+    yield engine
+    for table in created:
+        with contextlib.suppress(Exception):
+            engine.drop_table(table)
+    release(engine)
 
 
 def release(engine: Engine) -> None:

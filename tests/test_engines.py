@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 
 import reference as R
 from conftest import assert_weights_close, make_classification, make_regression
-from engines import open_engine, release, unique
+from engines import open_engine, opened, release, unique
 from sqlgrad import Model, evaluate, predict, train
 from sqlgrad.errors import UsageError
 from sqlgrad.plans import PLANS
@@ -21,14 +19,7 @@ ENGINES = ["duckdb", "sqlite", "postgres", "mysql", "spark"]
 
 @pytest.fixture(params=ENGINES)
 def eng(request):
-    engine = open_engine(request.param)
-    created: list[str] = []
-    engine.created = created  # type: ignore[attr-defined]
-    yield engine
-    for name in created:
-        with contextlib.suppress(Exception):
-            engine.drop_table(name)
-    release(engine)
+    yield from opened(request.param)
 
 
 def load(engine, columns: dict[str, np.ndarray], kinds: dict[str, str], name: str | None = None) -> str:

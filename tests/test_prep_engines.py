@@ -4,15 +4,13 @@ label values."""
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 
 import prep_reference as P
 import reference as R
 from conftest import assert_weights_close
-from engines import open_engine, unique
+from engines import opened, unique
 from sqlgrad import evaluate, predict, train
 from sqlgrad.errors import DataError
 from sqlgrad.spec import build_spec, init_weights
@@ -22,14 +20,7 @@ ENGINES = ["duckdb", "sqlite", "postgres", "mysql"]
 
 @pytest.fixture(params=ENGINES)
 def eng(request):
-    engine = open_engine(request.param)
-    created: list[str] = []
-    engine.created = created  # type: ignore[attr-defined]
-    yield engine
-    for name in created:
-        with contextlib.suppress(Exception):
-            engine.drop_table(name)
-    engine.close()
+    yield from opened(request.param)
 
 
 def load(engine, data: dict[str, list], kinds: dict[str, str]) -> str:
