@@ -52,8 +52,12 @@ def forward(weights, activations, X):
     return zs, hs
 
 
-def loss_and_grads(weights, activations, head, X, y, l2, l1=0.0):
-    """Mean loss + 0.5*l2*sum(W^2) + l1*sum(|W|), and its (sub)gradient for every (W, b)."""
+def loss_and_grads(weights, activations, head, X, y, l2, l1=0.0, sample_weight=None):
+    """Mean loss + 0.5*l2*sum(W^2) + l1*sum(|W|), and its (sub)gradient for every (W, b).
+
+    With ``sample_weight`` the mean is weighted: ``sum(w * loss) / sum(w)``."""
+    if sample_weight is not None:
+        return _weighted_loss_and_grads(weights, activations, head, X, y, l2, l1, sample_weight)
     n = X.shape[0]
     zs, hs = forward(weights, activations, X)
     z = zs[-1]
@@ -84,6 +88,39 @@ def loss_and_grads(weights, activations, head, X, y, l2, l1=0.0):
         if k > 0:
             dh = dz @ w.T
             dz = dh * act_grad(activations[k - 1], zs[k - 1], hs[k])
+    return loss, grads
+
+
+def _weighted_loss_and_grads(weights, activations, head, X, y, l2, l1, sw):
+    """The weighted mean: per-row losses and output gradients scaled by ``sw / sum(sw)``."""
+    zs, hs = forward(weights, activations, X)
+    z = zs[-1]
+    if head == "softmax":
+        m = z.max(axis=1, keepdims=True)
+        lse = m + np.log(np.exp(z - m).sum(axis=1, keepdims=True))
+        yi = y.astype(int)
+        rows = lse[:, 0] - z[np.arange(len(y)), yi]
+        dz = np.exp(z - lse)
+        dz[np.arange(len(y)), yi] -= 1.0
+    elif head == "sigmoid":
+        z1 = z[:, 0]
+        rows = np.maximum(z1, 0) - z1 * y + np.log(1.0 + np.exp(-np.abs(z1)))
+        dz = (1.0 / (1.0 + np.exp(-z1)) - y)[:, None]
+    else:
+        d = z[:, 0] - y
+        rows = d * d
+        dz = (2.0 * d)[:, None]
+    total = sw.sum()
+    loss = float(np.sum(sw * rows) / total)
+    loss += 0.5 * l2 * sum(float(np.sum(w * w)) for w, _ in weights)
+    loss += l1 * sum(float(np.sum(np.abs(w))) for w, _ in weights)
+    dz = dz * (sw / total)[:, None]
+    grads = [None] * len(weights)
+    for k in range(len(weights) - 1, -1, -1):
+        w, _ = weights[k]
+        grads[k] = (hs[k].T @ dz + l2 * w + l1 * np.sign(w), dz.sum(axis=0))
+        if k > 0:
+            dz = (dz @ w.T) * act_grad(activations[k - 1], zs[k - 1], hs[k])
     return loss, grads
 
 
@@ -131,8 +168,11 @@ def train(
     gamma=None,
     step_size=None,
     decay=None,
+    batches=None,
+    sample_weight=None,
 ):
-    """Full-batch training; returns final weights and the loss before each update.
+    """Full-batch training (or, with ``batches``, update t uses the rows ``batches[t]``); returns final
+    weights and the loss before each update (on the update's rows).
 
     With g the full gradient (penalties included) and lr_t the scheduled rate of update t:
     gd: p -= lr_t * g. momentum (PyTorch SGD, dampening 0): buf = mu * buf + g (buf = g at the first
@@ -147,7 +187,9 @@ def train(
     losses = []
     for t in range(iterations):
         pairs = [(params[i], params[i + 1]) for i in range(0, len(params), 2)]
-        loss, grads = loss_and_grads(pairs, activations, head, X, y, l2, l1)
+        rows = slice(None) if batches is None else batches[t]
+        sw = None if sample_weight is None else sample_weight[rows]
+        loss, grads = loss_and_grads(pairs, activations, head, X[rows], y[rows], l2, l1, sw)
         losses.append(loss)
         flat = [g for gw, gb in grads for g in (gw, gb)]
         rate = scheduled_lr(lr, schedule, t, gamma, step_size, decay)

@@ -316,9 +316,36 @@ class Optimizer:
         t: exp.Expression,
         prev: str | None,
     ) -> tuple[exp.Expression, list[exp.Expression]]:
-        """One parameter's next value and next state (one expression per :attr:`state` prefix).
+        """One parameter column's next value and next state (one expression per :attr:`state` prefix),
+        for the one-column-per-parameter row: :meth:`scalar_update` on ``prev.<column>`` and
+        ``prev.<prefix>_<column>``.
 
         ``grad()`` builds a fresh copy of the parameter's full gradient ``g`` at each call."""
+        state = [col(f"{prefix}_{column}", prev) for prefix in self.state]
+        return self.scalar_update(col(column, prev), grad, state, lr, t)
+
+    def scalar_update(
+        self,
+        param: exp.Expression,
+        grad: Grad,
+        state: list[exp.Expression],
+        lr: exp.Expression,
+        t: exp.Expression,
+    ) -> tuple[exp.Expression, list[exp.Expression]]:
+        """The update of one scalar parameter, whatever holds it (a column of the parameter row, or the
+        value column of a parameter table's row): its next value and its next state.
+
+        Args:
+            param: the current value (used once: give a fresh expression).
+            grad: builds a fresh copy of the full gradient ``g`` at each call.
+            state: the current state, one expression per :attr:`state` prefix (each used once).
+            lr: the learning rate of this update; t: the 0-based update index (DOUBLE).
+
+        >>> new, state = Momentum(0.1, momentum=0.5).scalar_update(
+        ...     col("w"), lambda: col("g"), [col("v")], num(0.1), num(0))
+        >>> new.sql(), [e.sql() for e in state]
+        ('"w" - CAST(0.1 AS DOUBLE) * (CAST(0.5 AS DOUBLE) * "v" + "g")', ['CAST(0.5 AS DOUBLE) * "v" + "g"'])
+        """
         raise NotImplementedError
 
 
@@ -328,10 +355,15 @@ class GradientDescent(Optimizer):
 
     name: ClassVar[str] = "gd"
 
-    def param_update(
-        self, column: str, grad: Grad, lr: exp.Expression, t: exp.Expression, prev: str | None
+    def scalar_update(
+        self,
+        param: exp.Expression,
+        grad: Grad,
+        state: list[exp.Expression],
+        lr: exp.Expression,
+        t: exp.Expression,
     ) -> tuple[exp.Expression, list[exp.Expression]]:
-        return sub(col(column, prev), mul(lr, grad())), []
+        return sub(param, mul(lr, grad())), []
 
 
 @dataclass(frozen=True)
@@ -355,14 +387,20 @@ class Momentum(Optimizer):
     def hyperparameters(self) -> dict[str, Any]:
         return {"momentum": self.momentum}
 
-    def velocity(self, column: str, grad: Grad, prev: str | None) -> exp.Expression:
-        return add(mul(num(self.momentum), col(f"v_{column}", prev)), grad())
+    def velocity(self, buffer: exp.Expression, grad: Grad) -> exp.Expression:
+        """``mu * v + g`` from the previous buffer ``v``."""
+        return add(mul(num(self.momentum), buffer), grad())
 
-    def param_update(
-        self, column: str, grad: Grad, lr: exp.Expression, t: exp.Expression, prev: str | None
+    def scalar_update(
+        self,
+        param: exp.Expression,
+        grad: Grad,
+        state: list[exp.Expression],
+        lr: exp.Expression,
+        t: exp.Expression,
     ) -> tuple[exp.Expression, list[exp.Expression]]:
-        v = self.velocity(column, grad, prev)
-        return sub(col(column, prev), mul(lr, v.copy())), [v]
+        v = self.velocity(state[0], grad)
+        return sub(param, mul(lr, v.copy())), [v]
 
 
 @dataclass(frozen=True)
@@ -381,12 +419,17 @@ class Nesterov(Momentum):
         if self.momentum <= 0:
             raise SpecError("Nesterov momentum needs momentum > 0")
 
-    def param_update(
-        self, column: str, grad: Grad, lr: exp.Expression, t: exp.Expression, prev: str | None
+    def scalar_update(
+        self,
+        param: exp.Expression,
+        grad: Grad,
+        state: list[exp.Expression],
+        lr: exp.Expression,
+        t: exp.Expression,
     ) -> tuple[exp.Expression, list[exp.Expression]]:
-        v = self.velocity(column, grad, prev)
+        v = self.velocity(state[0], grad)
         step = add(grad(), mul(num(self.momentum), v.copy()))
-        return sub(col(column, prev), mul(lr, step)), [v]
+        return sub(param, mul(lr, step)), [v]
 
 
 @dataclass(frozen=True)
@@ -421,17 +464,22 @@ class Adam(Optimizer):
     def hyperparameters(self) -> dict[str, Any]:
         return {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
-    def param_update(
-        self, column: str, grad: Grad, lr: exp.Expression, t: exp.Expression, prev: str | None
+    def scalar_update(
+        self,
+        param: exp.Expression,
+        grad: Grad,
+        state: list[exp.Expression],
+        lr: exp.Expression,
+        t: exp.Expression,
     ) -> tuple[exp.Expression, list[exp.Expression]]:
         b1, b2 = self.beta1, self.beta2
-        m = add(mul(num(b1), col(f"m_{column}", prev)), mul(num(1 - b1), grad()))
-        v = add(mul(num(b2), col(f"v_{column}", prev)), mul(mul(num(1 - b2), grad()), grad()))
+        m = add(mul(num(b1), state[0]), mul(num(1 - b1), grad()))
+        v = add(mul(num(b2), state[1]), mul(mul(num(1 - b2), grad()), grad()))
         s = add(t, num(1))
         m_hat = div(m.copy(), sub(num(1), power(num(b1), s)))
         v_hat = div(v.copy(), sub(num(1), power(num(b2), s.copy())))
         denom = add(exp.Sqrt(this=v_hat), num(self.eps))
-        return sub(col(column, prev), div(mul(lr, m_hat), denom)), [m, v]
+        return sub(param, div(mul(lr, m_hat), denom)), [m, v]
 
 
 OPTIMIZER_CLASSES: dict[str, type[Optimizer]] = {

@@ -16,13 +16,17 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlglot import exp
 
+from .batches import BatchSchedule, create_values_table, split_rows
 from .data import (
     MAX_CATEGORIES,
     DataSource,
@@ -38,10 +42,12 @@ from .engines import Engine, connect
 from .errors import SpecError, UsageError
 from .model import Model
 from .optim import Optimizer, Schedule, make_optimizer
-from .plans import PlanInput, PlanResult, Progress, TrainingProgram, choose
+from .plans import Plan, PlanInput, PlanResult, Progress, TrainingProgram, choose, loss_query
 from .plans.base import check_history
-from .spec import Weights, build_spec, init_weights
-from .sqlexpr import table
+from .plans.driver import Control, drive
+from .plans.program import BATCH_COLUMNS, ROW_KEY, SAMPLE_WEIGHT
+from .spec import ModelSpec, Weights, build_spec, init_weights
+from .sqlexpr import alias, case, col, eq, num, table
 
 
 def _engine(db: str | Engine | None) -> tuple[Engine, bool]:
@@ -85,7 +91,7 @@ def train(
     lr: float | None = None,
     l2: float = 0.0,
     l1: float = 0.0,
-    iterations: int = 100,
+    iterations: int | None = None,
     optimizer: str | Optimizer = "gd",
     momentum: float | None = None,
     beta1: float | None = None,
@@ -105,6 +111,16 @@ def train(
     max_categories: int = MAX_CATEGORIES,
     impute: str | None = None,
     drop_nulls: bool = False,
+    batch_size: int | None = None,
+    epochs: int | None = None,
+    validation: float = 0.0,
+    early_stopping: int | None = None,
+    tolerance: float | None = None,
+    eval_every: int | None = None,
+    class_weight: str | dict | None = None,
+    name: str | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
 ) -> Model:
     """Train a multi-layer perceptron on ``data`` (a table, view or file) inside the database.
 
@@ -120,7 +136,7 @@ def train(
         lr: base learning rate (default 0.1).
         l2: L2 penalty ``0.5 * l2 * sum(W*W)`` on weight matrices.
         l1: L1 penalty ``l1 * sum(|W|)`` on weight matrices (subgradient ``l1 * sign(W)``).
-        iterations: number of full-batch updates.
+        iterations: number of updates (default 100; or give ``epochs``).
         optimizer: ``gd``, ``momentum``, ``nesterov`` or ``adam`` (conventions in :mod:`sqlgrad.optim`),
             or an :class:`~sqlgrad.optim.Optimizer` object, which then carries the rate, the
             hyperparameters and the schedule (the arguments for those must be left unset).
@@ -150,6 +166,23 @@ def train(
             ``median`` or ``most-frequent`` (boolean and text features: always the most frequent
             value). Default: a NULL is an error.
         drop_nulls: skip rows with a NULL in the target or in a feature that is not imputed.
+        batch_size: train in mini-batches of this many rows (default: full batch). Batches are drawn in
+            SQL from ``seed``, reshuffled each epoch, the same on every engine (:mod:`sqlgrad.batches`).
+        epochs: passes over the training rows (``iterations = epochs * ceil(rows / batch_size)``);
+            not with ``iterations``.
+        validation: hold out this fraction of the rows (reproducible from ``seed``); their loss and
+            accuracy are measured at every check and kept in the history.
+        early_stopping: stop after this many checks without improvement of the validation loss (the
+            training loss without ``validation``) by more than ``tolerance``; the best weights are kept.
+        tolerance: minimum improvement; alone, the run stops at the first check that improves less.
+        eval_every: updates between checks (default one epoch; one update in full batch).
+        class_weight: ``"balanced"`` (``n / (classes * n_class)``, from all rows) or ``{label: weight}``:
+            the loss becomes ``SUM(w * loss) / SUM(w)``.
+        name: name the run: its history, checkpoints and settings persist as tables ``<name>_history``,
+            ``<name>_checkpoint``, ``<name>_meta`` (``<name>_best``) in the database.
+        checkpoint_every: with ``name``: updates between checkpoints (default: every check and the end).
+        resume: with ``name``: continue the run from its last checkpoint (same data and settings); it
+            ends with exactly the weights of an uninterrupted run.
 
     Raises :class:`~sqlgrad.errors.TrainingError` when the loss becomes NaN or infinite (divergence).
 
@@ -167,8 +200,24 @@ def train(
     >>> m.training["optimizer"], m.training["momentum"], m.training["metrics"]["r2"] > 0.99
     ('nesterov', 0.8, True)
     """
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
-        raise UsageError(f"iterations must be a whole number >= 0, got {iterations!r}")
+    if iterations is not None and epochs is not None:
+        raise UsageError("give iterations or epochs, not both")
+    for label, v in (("iterations", iterations), ("epochs", epochs), ("batch_size", batch_size)):
+        least = 0 if label == "iterations" else 1
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < least):
+            raise UsageError(f"{label} must be a whole number >= {least}, got {v!r}")
+    if not (isinstance(validation, int | float) and 0 <= validation < 1):
+        raise UsageError(f"validation must be a fraction in [0, 1), got {validation!r}")
+    control = Control(
+        iterations=0,
+        eval_every=eval_every,
+        patience=early_stopping,
+        tolerance=tolerance,
+        checkpoint_every=checkpoint_every,
+        name=name,
+        resume=bool(resume),
+    )
+    control.check()
     opt = _optimizer(
         optimizer,
         lr,
@@ -196,6 +245,14 @@ def train(
     try:
         src = resolve_source(engine, data)
         if start_model is not None:
+            if not features and start_model.features and options.exclude:
+                # the model names its features: --exclude may only confirm that others are left out
+                clash = [c for c in options.exclude if c in start_model.features]
+                if clash:
+                    raise UsageError(
+                        f"--exclude names {', '.join(map(repr, clash))}, a feature of the starting model"
+                    )
+                options = replace(options, exclude=())
             features = features or start_model.features or None
             head = start_model.head if start_model.head != "identity" else None
             if task == "auto":
@@ -232,55 +289,222 @@ def train(
         else:
             spec = build_spec(prep.n_inputs, hidden, activation, prep.head, prep.n_outputs, l2, l1)
             weights = init_weights(spec, seed)
-        program = TrainingProgram(spec, opt, engine.capabilities)
-        plan = choose(strategy, engine.capabilities, iterations)
-        inp = PlanInput(program, data_table, weights, iterations, run)
+        weighted = class_weight is not None
+        train_table, valid_table, n_train = data_table, None, prep.n_rows
+        if batch_size is not None or validation or weighted:
+            extra = [alias(class_weights(engine, prep, class_weight), SAMPLE_WEIGHT)] if weighted else []
+            split = split_rows(
+                engine, data_table, data_columns(spec), prep.n_rows, validation, seed, run, ROW_KEY, extra
+            )
+            train_table, valid_table, n_train = split.train_table, split.valid_table, split.n_train
+        schedule = BatchSchedule(seed, n_train, batch_size) if batch_size is not None else None
+        steps = schedule.steps_per_epoch if schedule is not None else 1
+        total = epochs * steps if epochs is not None else (100 if iterations is None else iterations)
+        control.iterations, control.steps_per_epoch = total, steps
+        batch_table = None
+        if schedule is not None and total > 0:
+            batch_table = f"{run}_batches"
+            # one row per update, and one more: the schedule of the update after the last one, which
+            # the last row carries (the training statements join the schedule with an inner join)
+            create_values_table(engine, batch_table, BATCH_COLUMNS, schedule.rows(0, total + 1))
+        program = TrainingProgram(spec, opt, engine.capabilities, batch_table=batch_table, weighted=weighted)
+        plan = choose(strategy, engine.capabilities, total, program)
+        inp = PlanInput(program, train_table, weights, total, run)
+        control.config = _run_config(
+            src.label,
+            target,
+            prep,
+            spec,
+            opt,
+            l2,
+            l1,
+            seed,
+            options,
+            batch_size,
+            validation,
+            class_weight,
+            control,
+            start_model is not None,
+        )
+        validate = None
+        if valid_table is not None:
+            val_prep = replace(prep, table=valid_table)
+
+            def validate(w: Weights) -> dict[str, float | None]:
+                acts = list(spec.activations)
+                m = Model(prep.features, target, prep.task, prep.head, acts, w, prep.classes)
+                got = evaluate_prepared(engine, m, val_prep)
+                return {"val_loss": got.get("log_loss", got.get("mse")), "val_accuracy": got.get("accuracy")}
+
         if progress:
             progress(0, float("nan"))
         t0 = time.perf_counter()
-        result: PlanResult = plan.run(engine, inp, progress) if iterations > 0 else PlanResult(weights, [], 0)
+        if plan.chunks:
+            outcome = drive(engine, plan, inp, control, validate, progress)
+            final_weights = outcome.weights
+            entries = [
+                {k: v for k, v in h.items() if v is not None and k != "seconds"} for h in outcome.history
+            ]
+            done = outcome.iterations
+        else:
+            drive_check(plan, control, validate, batch_table, weighted)
+            result = plan.run(engine, inp, progress) if total > 0 else PlanResult(weights, [], 0)
+            final_weights = result.weights
+            entries = [{"iteration": i, "loss": v} for i, v in result.history]
+            outcome, done = None, total
         seconds = time.perf_counter() - t0
-        final_loss = engine.scalar(
-            program.loss_select(inp.data, program.init_select(result.weights).subquery())
-        )
+        final_loss = engine.scalar(loss_query(program, table(train_table), final_weights))
         # the plans check the loss before every update; this checks the loss after the last one
-        check_history([(iterations, final_loss)], 1)
+        check_history([(done, final_loss)], 1)
         model = Model(
             features=prep.features,
             target=target,
             task=prep.task,
             head=prep.head,
             activations=list(spec.activations),
-            weights=result.weights,
+            weights=final_weights,
             classes=prep.classes,
             l2=l2,
             l1=l1,
-            history=[{"iteration": i, "loss": v} for i, v in [*result.history, (iterations, final_loss)]],
+            history=[*entries, {"iteration": done, "loss": final_loss}],
         )
-        metrics = evaluate_prepared(engine, model, prep)
+        train_prep = replace(prep, table=train_table)
+        metrics = evaluate_prepared(engine, model, train_prep)
+        val_metrics = None
+        if valid_table is not None:
+            val_metrics = evaluate_prepared(engine, model, replace(prep, table=valid_table))
         if needs_section(prep.preprocessing):
             model.preprocessing = prep.preprocessing
-            model.weights = fold_standardization(result.weights, prep.preprocessing)
+            model.weights = fold_standardization(final_weights, prep.preprocessing)
         model.training = {
             "engine": engine.url.split("://", 1)[0],
             "strategy": plan.name,
             **opt.options(),
             "l2": l2,
             "l1": l1,
-            "iterations": iterations,
-            "seed": None if start_model is not None else seed,
-            "rows": prep.n_rows,
+            "iterations": done,
+            "seed": None if start_model is not None and batch_size is None and not validation else seed,
+            "rows": n_train,
             "seconds": round(seconds, 4),
             "loss": final_loss,
             "metrics": metrics,
             "notes": prep.notes,
         }
+        extras = {
+            "batch_size": batch_size,
+            "epochs": done / steps if batch_size is not None else None,
+            "validation": validation or None,
+            "validation_rows": prep.n_rows - n_train if validation else None,
+            "validation_metrics": val_metrics,
+            "class_weight": class_weight,
+            "early_stopping": early_stopping,
+            "tolerance": tolerance,
+            "name": name,
+            "stopped": outcome.stopped if outcome else None,
+            "best_iteration": outcome.best_iteration if outcome else None,
+            "resumed_from": outcome.resumed_from if outcome else None,
+        }
+        model.training.update({k: v for k, v in extras.items() if v is not None})
         return model
     finally:
-        with contextlib.suppress(Exception):
-            engine.drop_table(data_table)
+        for t in (data_table, f"{run}_train", f"{run}_valid", f"{run}_batches"):
+            with contextlib.suppress(Exception):
+                engine.drop_table(t)
         if owned:
             engine.close()
+
+
+def data_columns(spec: ModelSpec) -> list[str]:
+    """The prepared table's columns: the inputs ``x_0..`` and ``y``."""
+    from .autodiff import build_graph
+    from .lowering import leaf_columns
+
+    return [*leaf_columns(build_graph(spec).x), "y"]
+
+
+def class_weights(engine: Engine, prep: PreparedData, given: str | dict) -> exp.Expression:
+    """The sample weight of a row from its class: ``balanced`` is ``n / (classes * n_class)``."""
+    if prep.task != "classification" or not prep.classes:
+        raise UsageError("class weights apply to classification only")
+    k = len(prep.classes)
+    if given == "balanced":
+        counts = dict(
+            engine.query(
+                exp.select(col("y"), exp.Count(this=exp.Star())).from_(table(prep.table)).group_by(col("y"))
+            )
+        )
+        weights = [prep.n_rows / (k * counts.get(i, counts.get(float(i), 0)) or 1) for i in range(k)]
+    elif isinstance(given, dict):
+        by_label = {str(c): i for i, c in enumerate(prep.classes)}
+        unknown = [str(c) for c in given if str(c) not in by_label]
+        if unknown:
+            raise UsageError(f"class weights name labels that are not classes: {', '.join(unknown)}")
+        weights = [1.0] * k
+        for label, w in given.items():
+            if not (isinstance(w, int | float) and not isinstance(w, bool) and math.isfinite(w) and w > 0):
+                raise UsageError(f"the weight of class {label!r} must be a number > 0, got {w!r}")
+            weights[by_label[str(label)]] = float(w)
+    else:
+        raise UsageError(f"class_weight must be 'balanced' or a mapping label -> weight, got {given!r}")
+    return case([(eq(col("y"), num(i)), num(float(w))) for i, w in enumerate(weights)], num(1.0))
+
+
+def drive_check(
+    plan: Plan, control: Control, validate: object, batch_table: str | None, weighted: bool
+) -> None:
+    """Refuse what a single-query plan cannot do (it has no state between updates)."""
+    if control.name or control.stopping or validate is not None or batch_table is not None or weighted:
+        raise UsageError(
+            f"the {plan.name} plan runs the whole training at once: it has no mini-batches, validation, "
+            "early stopping, class weights or named runs; use --strategy auto, recursive, stepwise or "
+            "long (parameters as rows, for a wide network)"
+        )
+
+
+def _run_config(
+    data: str,
+    target: str,
+    prep: PreparedData,
+    spec: ModelSpec,
+    opt: Optimizer,
+    l2: float,
+    l1: float,
+    seed: int,
+    options: PrepOptions,
+    batch_size: int | None,
+    validation: float,
+    class_weight: object,
+    control: Control,
+    warm: bool,
+) -> dict[str, Any]:
+    """The settings a resumed run must share with the run it continues (everything but its length)."""
+    return json.loads(
+        json.dumps(
+            {
+                "data": data,
+                "target": target,
+                "features": prep.features,
+                "rows": prep.n_rows,
+                "layers": list(spec.layer_sizes),
+                "activations": list(spec.activations),
+                "head": spec.head,
+                "optimizer": opt.options(),
+                "l2": l2,
+                "l1": l1,
+                "seed": seed,
+                "preparation": [p.to_dict() for p in prep.preprocessing],
+                "standardize": options.standardize,
+                "batch_size": batch_size,
+                "validation": validation,
+                "class_weight": class_weight,
+                "eval_every": control.eval_every,
+                "early_stopping": control.patience,
+                "tolerance": control.tolerance,
+                "warm_start": warm,
+            },
+            default=str,
+        )
+    )
 
 
 def evaluate_prepared(engine: Engine, model: Model, prep: PreparedData) -> dict[str, Any]:

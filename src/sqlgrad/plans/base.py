@@ -1,18 +1,27 @@
-"""What every plan shares: its inputs, its result, and the progress callback."""
+"""What every plan shares: its inputs, its result, the progress callback, and the state table.
+
+A run's *state table* holds its current parameter row (``iteration, loss, <params>, <optimizer
+state>``; :attr:`TrainingProgram.row_columns`). :meth:`Plan.advance` runs some updates from the row of a
+given iteration and leaves the new row in the same table, so a run can be cut into chunks (for
+validation, early stopping and checkpoints) that give exactly the weights of one uninterrupted run:
+the rows never leave the database between chunks.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlglot import exp
 
+from ..batches import work_table
 from ..engines.base import Engine
 from ..errors import TrainingError
 from ..spec import Weights
-from ..sqlexpr import table
-from .program import TrainingProgram
+from ..sqlexpr import col, num, table
+from .program import ITERATION, TrainingProgram
 
 Progress = Callable[[int, float], None]
 """``progress(iterations_done, loss)``: called as iterations complete (per statement)."""
@@ -50,13 +59,82 @@ class Plan:
 
     name: str = ""
     description: str = ""
+    chunks: bool = True
+    """Whether :meth:`advance` exists (the article's nested query starts from literals only)."""
 
     def statements(self, inp: PlanInput) -> list[exp.Expression]:
         """The statements this plan issues (for reading; repeated ones shown once)."""
         raise NotImplementedError
 
-    def run(self, engine: Engine, inp: PlanInput, progress: Progress | None = None) -> PlanResult:
+    def advance(
+        self,
+        engine: Engine,
+        inp: PlanInput,
+        state: str,
+        start: int,
+        count: int,
+        progress: Progress | None = None,
+    ) -> list[tuple[int, float]]:
+        """Run updates ``start..start+count-1`` from the row of iteration ``start`` in table ``state``,
+        leaving the row of iteration ``start + count`` there (and, where tables take DELETE, only it).
+        Returns ``(iteration, loss)`` of each update, the loss at the weights before it."""
         raise NotImplementedError
+
+    def prepare(self, engine: Engine, inp: PlanInput) -> None:
+        """Work done once per run before any state table exists (e.g. the long plan's data tables);
+        called by :func:`~sqlgrad.plans.driver.drive` and :meth:`run`, paired with :meth:`release`."""
+
+    def release(self, engine: Engine, inp: PlanInput) -> None:
+        """Undo :meth:`prepare` (called in a ``finally``, also after a failed or partial prepare)."""
+
+    def first_state(self, inp: PlanInput) -> exp.Expression:
+        """The rows of the state table before the first update (iteration 0): here one parameter row;
+        a plan with another parameter representation returns its own rows."""
+        return inp.program.init_select(inp.init)
+
+    def weights_at(self, engine: Engine, inp: PlanInput, name: str, iteration: int) -> Weights:
+        """The weights held in a state table (or a copy of one: checkpoint, best) at ``iteration``."""
+        prog = inp.program
+        return prog.weights_from_row(prog.param_values(read_state(engine, name, iteration)))
+
+    def run(self, engine: Engine, inp: PlanInput, progress: Progress | None = None) -> PlanResult:
+        """The whole run from ``inp.init`` in one chunk."""
+        state = inp.table_name("state")
+        try:
+            self.prepare(engine, inp)
+            create_state(engine, state, self.first_state(inp))
+            history = self.advance(engine, inp, state, 0, inp.iterations, progress)
+            check_history(history, inp.iterations)
+            weights = self.weights_at(engine, inp, state, inp.iterations)
+        finally:
+            with contextlib.suppress(Exception):
+                engine.drop_table(state)
+            self.release(engine, inp)
+        return PlanResult(weights, history)
+
+
+def at_iteration(k: int, qualifier: str | None = None) -> exp.Expression:
+    """``iteration = k``."""
+    return exp.EQ(this=col(ITERATION, qualifier), expression=num(k))
+
+
+def create_state(engine: Engine, name: str, first: exp.Expression) -> None:
+    """The state table of a run, holding the row ``first`` (a SELECT of one full parameter row)."""
+    engine.execute(work_table(engine, name, first))
+
+
+def read_state(engine: Engine, name: str, iteration: int) -> tuple:
+    """The full parameter row of ``iteration`` in a (one-row-per-iteration) state table."""
+    rows = engine.query(exp.select(exp.Star()).from_(table(name)).where(at_iteration(iteration)))
+    if len(rows) != 1:
+        raise TrainingError(f"internal: {len(rows)} parameter rows for iteration {iteration} in {name}")
+    return rows[0]
+
+
+def keep_only(engine: Engine, name: str, iteration: int) -> None:
+    """Delete the rows of other iterations from a state table (where tables take DELETE)."""
+    if engine.capabilities.mutable_tables:
+        engine.execute(exp.delete(table(name), where=exp.NEQ(this=col(ITERATION), expression=num(iteration))))
 
 
 def check_history(history: list[tuple[int, float]], expected: int) -> None:

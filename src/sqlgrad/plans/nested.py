@@ -20,6 +20,7 @@ from .program import LOSS_SUM, N_ROWS, grad_column
 class NestedPlan(Plan):
     name = "nested"
     description = "the article's single nested query (window sums, one nesting level per iteration)"
+    chunks = False
 
     def query(self, inp: PlanInput) -> exp.Select:
         """The single query. Gradient descent only (any schedule): the article's query carries no

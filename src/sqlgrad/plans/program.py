@@ -22,12 +22,23 @@ from ..engines.base import Capabilities
 from ..lowering import Staged, leaf_columns, stage
 from ..optim import Optimizer, add, div, mul
 from ..spec import ModelSpec, Weights
-from ..sqlexpr import alias, col, num, paren, to_double, total
+from ..sqlexpr import alias, col, num, paren, table, to_double, total
 
 ITERATION = "iteration"
 LOSS = "loss"
 LOSS_SUM = "loss_sum"
 N_ROWS = "n"
+ROW_KEY = "row_key"
+"""Data column numbering the training rows ``0..n-1`` (present when training in mini-batches)."""
+SAMPLE_WEIGHT = "sample_weight"
+"""Data column weighting each row's loss (present with class weights)."""
+BATCH_COLUMNS = ("iteration", "mult", "shift", "modulus", "lo", "hi")
+"""The batch schedule table: update ``iteration`` uses the rows whose
+``MOD(mult * row_key + shift, modulus)`` lies in ``[lo, hi)`` (see :mod:`sqlgrad.batches`)."""
+BATCH_STATE = tuple(f"batch_{c}" for c in BATCH_COLUMNS[1:])
+"""In a mini-batch run, the parameter row also carries the schedule of the update made from it (read
+from the schedule table when the row is produced). The gradient aggregate then filters the data on
+the row's own columns: on DuckDB a join inside the aggregate made each recursive step 50x slower."""
 
 
 def grad_column(param_column: str) -> str:
@@ -53,6 +64,10 @@ class TrainingProgram:
     spec: ModelSpec
     optimizer: Optimizer
     capabilities: Capabilities
+    batch_table: str | None = None
+    """The batch schedule of a mini-batch run (columns :data:`BATCH_COLUMNS`); None: full batch."""
+    weighted: bool = False
+    """Each data row carries a :data:`SAMPLE_WEIGHT`: the loss is ``SUM(w * loss) / SUM(w)``."""
 
     def __post_init__(self) -> None:
         self.graph: Graph = build_graph(self.spec)
@@ -64,6 +79,10 @@ class TrainingProgram:
         self._weight_set = set(self.weight_columns)
         self.state_columns: list[str] = self.optimizer.state_columns(self.param_columns)
         self.data_columns: list[str] = [*leaf_columns(self.graph.x), "y"]
+        if self.batch_table is not None:
+            self.data_columns.append(ROW_KEY)
+        self.extra_columns: list[str] = [SAMPLE_WEIGHT] if self.weighted else []
+        self.data_columns.extend(self.extra_columns)
         roots = [self.graph.loss, *(self.graph.grads[p] for p in self.param_leaves)]
         self.train_stages: Staged = stage(roots, native_tanh=self.capabilities.native_tanh)
         self.loss_stages: Staged = stage([self.graph.loss], native_tanh=self.capabilities.native_tanh)
@@ -85,12 +104,25 @@ class TrainingProgram:
                 for c, v in zip(self.param_columns, values, strict=True)
             ),
             *(alias(to_double(num(0)), c) for c in self.state_columns),
+            *(self._first_batch()),
         )
+
+    def _first_batch(self) -> list[exp.Expression]:
+        """``(SELECT mult FROM schedule WHERE iteration = 0) AS batch_mult, ...`` in a mini-batch run."""
+        if self.batch_table is None:
+            return []
+        first = exp.EQ(this=col(ITERATION), expression=num(0))
+        return [
+            alias(exp.select(col(c)).from_(table(self.batch_table)).where(first.copy()).subquery(), name)
+            for c, name in zip(BATCH_COLUMNS[1:], BATCH_STATE, strict=True)
+        ]
 
     @property
     def row_columns(self) -> list[str]:
-        """Every column of a parameter row, in order: iteration, loss, parameters, optimizer state."""
-        return [ITERATION, LOSS, *self.param_columns, *self.state_columns]
+        """Every column of a parameter row, in order: iteration, loss, parameters, optimizer state (and
+        the update's batch, :data:`BATCH_STATE`, in a mini-batch run)."""
+        batch = list(BATCH_STATE) if self.batch_table is not None else []
+        return [ITERATION, LOSS, *self.param_columns, *self.state_columns, *batch]
 
     def param_values(self, row: Sequence[float]) -> list[float]:
         """The parameter values of a full row (``iteration, loss, params..., state...``)."""
@@ -103,10 +135,15 @@ class TrainingProgram:
     # --- one iteration ----------------------------------------------------------------------------
 
     def _data_with_params(
-        self, data: exp.Expression, params: exp.Expression | str, where: exp.Expression | None
+        self,
+        data: exp.Expression,
+        params: exp.Expression | str,
+        where: exp.Expression | None,
+        batched: bool = True,
     ) -> exp.Select:
         """Every data row beside the parameters: ``data CROSS JOIN params``, or, when ``params`` is the
-        alias of an outer row (a LATERAL subquery), the data with that row's columns."""
+        alias of an outer row (a LATERAL subquery), the data with that row's columns. In a mini-batch
+        run only the rows of the update's batch take part (:meth:`batch_filter`)."""
         if isinstance(params, str):
             base = exp.select(
                 *(col(c, "d") for c in self.data_columns), *(col(c, params) for c in self.param_columns)
@@ -119,7 +156,29 @@ class TrainingProgram:
                 .from_(_as(data, "d"))
                 .join(_as(params, "q"), join_type="cross")
             )
+        if batched and self.batch_table is not None:
+            cond = self.batch_filter(params if isinstance(params, str) else "q")
+            where = cond if where is None else exp.and_(where, cond)
         return base.where(where) if where is not None else base
+
+    def batch_join(self, prev: str) -> tuple[exp.Expression, exp.Expression]:
+        """The schedule table aliased ``s`` and the condition ``s.iteration = prev.iteration + 1``: the
+        schedule of the update that the next row will make."""
+        assert self.batch_table is not None
+        on = exp.EQ(this=col(ITERATION, "s"), expression=col(ITERATION, prev) + num(1))
+        return _as(table(self.batch_table), "s"), on
+
+    def batch_filter(self, prev: str) -> exp.Expression:
+        """``MOD(mult * d.row_key + shift, modulus)`` in ``[lo, hi)``, from the row ``prev``'s
+        :data:`BATCH_STATE`: the rows of the update's batch."""
+        slot = exp.Mod(
+            this=exp.Paren(this=col("batch_mult", prev) * col(ROW_KEY, "d") + col("batch_shift", prev)),
+            expression=col("batch_modulus", prev),
+        )
+        return exp.and_(
+            exp.GTE(this=slot, expression=col("batch_lo", prev)),
+            exp.LT(this=slot.copy(), expression=col("batch_hi", prev)),
+        )
 
     def gradient_select(
         self, data: exp.Expression, params: exp.Expression | str, where: exp.Expression | None = None
@@ -128,14 +187,21 @@ class TrainingProgram:
 
         ``params`` is a one-row relation, or the alias of an outer row for a LATERAL form."""
         st = self.train_stages
+        weight = col(SAMPLE_WEIGHT) if self.weighted else None
         sums = [
-            alias(exp.Sum(this=st.exprs(self.graph.loss)[0]), LOSS_SUM),
-            alias(to_double(exp.Count(this=exp.Star())), N_ROWS),
+            alias(exp.Sum(this=_weighted(st.exprs(self.graph.loss)[0], weight)), LOSS_SUM),
+            alias(self._count(weight), N_ROWS),
         ]
         for leaf in self.param_leaves:
             for c, e in zip(leaf_columns(leaf), st.exprs(self.graph.grads[leaf]), strict=True):
-                sums.append(alias(exp.Sum(this=e), grad_column(c)))
-        return st.build(self._data_with_params(data, params, where), sums)
+                sums.append(alias(exp.Sum(this=_weighted(e, weight)), grad_column(c)))
+        return st.build(self._data_with_params(data, params, where), sums, passthrough=self.extra_columns)
+
+    def _count(self, weight: exp.Expression | None) -> exp.Expression:
+        """The row count as DOUBLE, or the sum of the sample weights."""
+        if weight is None:
+            return to_double(exp.Count(this=exp.Star()))
+        return exp.Sum(this=weight.copy())
 
     def penalty(self, table: str | None) -> exp.Expression | None:
         """``0.5 * l2 * sum(W * W) + l1 * sum(|W|)`` over the weights of a parameter row, or None
@@ -162,6 +228,11 @@ class TrainingProgram:
             alias(col(ITERATION, prev) + num(1), ITERATION),
             alias(self.loss_expr(grads, prev), LOSS),
             *self.param_updates(prev, grads),
+            *(
+                alias(col(c, "s"), name)
+                for c, name in zip(BATCH_COLUMNS[1:], BATCH_STATE, strict=True)
+                if self.batch_table is not None
+            ),
         ]
 
     def param_updates(
@@ -209,23 +280,32 @@ class TrainingProgram:
         # built in place (copy=False): the update expressions are large and copying them is costly
         select = exp.Select(expressions=self.update_exprs("p", "g")).from_(_as(prev, "p"), copy=False)
         select = select.join(joined, join_type="cross", copy=False)
+        if self.batch_table is not None:
+            schedule, on = self.batch_join("p")
+            select = select.join(schedule, on=on, copy=False)
         return select.where(_requalify(where, "p"), copy=False) if where is not None else select
 
     def loss_select(self, data: exp.Expression, params: exp.Expression) -> exp.Select:
-        """The loss (with penalty) at a parameter row, forward pass only."""
+        """The loss (with penalty) at a parameter row over every row of ``data``, forward pass only."""
         st = self.loss_stages
+        weight = col(SAMPLE_WEIGHT) if self.weighted else None
         inner = st.build(
-            self._data_with_params(data, params.copy(), None),
+            self._data_with_params(data, params.copy(), None, batched=False),
             [
-                alias(exp.Sum(this=st.exprs(self.graph.loss)[0]), LOSS_SUM),
-                alias(to_double(exp.Count(this=exp.Star())), N_ROWS),
+                alias(exp.Sum(this=_weighted(st.exprs(self.graph.loss)[0], weight)), LOSS_SUM),
+                alias(self._count(weight), N_ROWS),
             ],
+            passthrough=self.extra_columns,
         )
         return (
             exp.select(alias(self.loss_expr("g", "p"), LOSS))
             .from_(_as(params, "p"))
             .join(_as(inner.subquery(), "g"), join_type="cross")
         )
+
+
+def _weighted(e: exp.Expression, weight: exp.Expression | None) -> exp.Expression:
+    return e if weight is None else mul(weight.copy(), paren(e))
 
 
 def flatten(weights: Weights) -> list[float]:
