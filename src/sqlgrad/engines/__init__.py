@@ -41,8 +41,17 @@ def connect(url: str | None = None) -> Engine:
         from .mysql import MySQLEngine
 
         return MySQLEngine(url)
+    if scheme == "bigquery":
+        from .bigquery import BigQueryEngine
+
+        return BigQueryEngine(url)
+    if scheme == "trino":
+        from .trino import TrinoEngine
+
+        return TrinoEngine(url)
     known = (
         "duckdb:// (in memory), duckdb:///file.db, sqlite:///file.db, postgresql://user@host:port/db, "
-        "mysql://user@host:port/db, spark://local[2], sc://host:port"
+        "mysql://user@host:port/db, spark://local[2], sc://host:port, bigquery://project/dataset, "
+        "trino://user@host:port/catalog/schema"
     )
     raise EngineError(f"unsupported database URL {url!r}; supported: {known}")

@@ -47,6 +47,20 @@ class Capabilities:
             rendering (SQLite's parser overflows its stack on deeply nested subqueries).
         percentile_cont: ``PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY x)`` is an aggregate (medians of
             ``--impute median``; otherwise a portable ``ROW_NUMBER()`` window query is used).
+        analyze_tables: ``ANALYZE <table>`` gathers the statistics the planner needs for a run's work
+            tables (PostgreSQL: without them it plans the long plan's joins of temporary tables as
+            nested loops, measured 3.4 s against 0.3 s per iteration of a 64-32-10 network on 50 rows).
+        scripting: the procedural language in which the whole run can be sent as one script (the
+            ``scripted`` plan): ``"plpgsql"`` (a PostgreSQL ``DO`` block) or ``"bigquery"`` (a BigQuery
+            multi-statement query with ``DECLARE`` and ``WHILE``); None when the engine has none.
+        long_from_params: ``auto`` trains networks with at least this many parameters with the ``long``
+            plan (parameters as rows) even where the one-column-per-parameter form fits, because it was
+            measured faster there (``docs/strategies.md``, "The long representation"), with an
+            optimizer that keeps no state (gradient descent); None: only where the wide form does not
+            fit.
+        long_from_params_with_state: the same for optimizers with state (momentum, Nesterov, Adam), whose
+            wide form carries a column per state value and longer update expressions (measured with
+            Adam).
     """
 
     dialect: str
@@ -65,6 +79,10 @@ class Capabilities:
     ctes_for_derived_tables: bool = False
     percentile_cont: bool = False
     mutable_tables: bool = True
+    analyze_tables: bool = False
+    scripting: str | None = None
+    long_from_params: int | None = None
+    long_from_params_with_state: int | None = None
 
 
 @dataclass(frozen=True)

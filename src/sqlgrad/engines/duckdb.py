@@ -16,7 +16,8 @@ class DuckDBEngine(Engine):
     Measured (``docs/engines.md``): every form of aggregate in a recursive term works; no recursion cap
     seen up to 1,000,000 iterations; 2,500 columns fine; literals like ``0.0105101`` are DECIMAL (so
     every literal is cast to DOUBLE); the article's nested query is refused past an expression depth
-    of 1,000.
+    of 1,000. From about 1,000 parameters (200 with Adam) the long plan trained faster than the wide
+    form (``long_from_params``; ``docs/strategies.md``).
     """
 
     capabilities = Capabilities(
@@ -33,6 +34,8 @@ class DuckDBEngine(Engine):
         percentile_cont=True,
         max_expression_depth=1000,
         reads_files=True,
+        long_from_params=1000,
+        long_from_params_with_state=200,
     )
 
     def __init__(self, url: str = "duckdb://", connection: Any | None = None) -> None:

@@ -28,6 +28,8 @@ class PostgresEngine(DBAPIEngine):
         transactions=True,
         percentile_cont=True,
         fence_subqueries=True,
+        analyze_tables=True,
+        scripting="plpgsql",
     )
     placeholder = "%s"
 
