@@ -60,6 +60,10 @@ class MissingDriverError(EngineError):
     """The Python driver for an engine is not installed."""
 
 
+class MissingExtraError(UsageError):
+    """An optional extra that a feature needs is not installed (matplotlib for ``--plot``)."""
+
+
 class TrainingError(SqlgradError):
     """Training failed: divergence (NaN or infinite loss) or an engine that stopped early."""
 

@@ -48,7 +48,7 @@ from .data import ColumnPrep, encode, raw_encoding
 from .errors import ModelFileError, SpecError, UsageError
 from .lowering import leaf_columns, sigmoid_expr, stage
 from .spec import ModelSpec, Weights
-from .sqlexpr import alias, case, col, eq, fexp, num, paren, to_double, value_literal
+from .sqlexpr import alias, case, col, eq, fexp, ident, num, paren, to_double, value_literal
 
 FORMAT = "sqlgrad-model"
 VERSION = 1
@@ -196,6 +196,22 @@ class Model:
             values[bn] = [num(float(v)) for v in np.asarray(b, float).ravel()]
         return values
 
+    def parameter_columns(self) -> list[tuple[str, int, int, int]]:
+        """``(column, layer, i, j)`` for every parameter, as a ``params`` relation of
+        :meth:`predict_select` names them: ``__sg_w{layer}_{i}_{j}`` for ``W[i][j]`` of a layer (1-based)
+        and ``__sg_b{layer}_{j}`` for ``b[j]`` (given ``i = -1``).
+
+        >>> m = Model(["x"], "y", "regression", "identity", [], [(np.ones((1, 1)), np.zeros(1))])
+        >>> m.parameter_columns()
+        [('__sg_w1_0_0', 1, 0, 0), ('__sg_b1_0', 1, -1, 0)]
+        """
+        out = []
+        for k, (w, _) in enumerate(self.weights, start=1):
+            fan_in, fan_out = np.shape(w)
+            out += [(f"{PREFIX}w{k}_{i}_{j}", k, i, j) for i in range(fan_in) for j in range(fan_out)]
+            out += [(f"{PREFIX}b{k}_{j}", k, -1, j) for j in range(fan_out)]
+        return out
+
     def output_columns(self) -> list[str]:
         """Columns a prediction adds: ``predicted_<target>`` and one ``probability_<class>`` per class."""
         cols = [f"predicted_{self.target or 'value'}"]
@@ -209,11 +225,18 @@ class Model:
         return list(range(self.spec.n_outputs if self.head == "softmax" else 2))
 
     def predict_select(
-        self, columns: Sequence[str], source: exp.Expression, native_tanh: bool = True
+        self,
+        columns: Sequence[str],
+        source: exp.Expression,
+        native_tanh: bool = True,
+        params: exp.Query | None = None,
     ) -> exp.Select:
         """``SELECT <columns>, predicted_<target>, probability_<class>... FROM source``, weights inlined.
 
-        ``columns`` are the source's columns to keep (all of them, for a scoring view).
+        ``columns`` are the source's columns to keep (all of them, for a scoring view). ``params``, when
+        given, is a one-row relation with the :meth:`parameter_columns`: it is cross-joined with the
+        source and the weights are read from it instead of inlined (:mod:`sqlgrad.export` builds it
+        from a weights table).
         """
         clash = [c for c in self.output_columns() if c in columns]
         if clash:
@@ -230,7 +253,7 @@ class Model:
         st = stage(
             roots,
             native_tanh=native_tanh,
-            constants=self._constants(graph),
+            constants=self._constants(graph) if params is None else None,
             prefix=PREFIX,
             materialize=tuple(roots[1:]),
         )
@@ -251,6 +274,13 @@ class Model:
             *flags,
             *(alias(e, PREFIX + x) for e, x in zip(inputs, leaf_columns(graph.x), strict=True)),
         ).from_(source)
+        if params is not None:  # the weights come from a one-row relation, carried up as columns
+            base = base.select(*(col(c) for c, *_ in self.parameter_columns()), copy=False)
+            base = base.join(
+                exp.Subquery(this=params, alias=exp.TableAlias(this=ident(PREFIX + "params"))),
+                join_type="cross",
+                copy=False,
+            )
         z = st.exprs(graph.logits)
         preds: list[exp.Expression] = []
         labels = self.class_labels()
