@@ -206,3 +206,22 @@ def test_cli_load_then_train_in_place(name, tmp_path, capsys):
         e = open_engine(name)
         e.drop_table(tbl)
         release(e)
+
+
+def test_training_on_a_connection_the_caller_holds():
+    """A DuckDB connection is used as it is and left open; other objects are refused in one line."""
+    import duckdb
+
+    from sqlgrad.engines import connect
+    from sqlgrad.errors import EngineError
+
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE pts AS SELECT i / 10.0 AS x, CASE WHEN i >= 20 THEN 'b' ELSE 'a' END AS y "
+        "FROM range(40) t(i)"
+    )
+    model = train("pts", "y", hidden=[2], iterations=3, db=con)
+    assert model.classes == ["a", "b"]
+    assert con.execute("SELECT COUNT(*) FROM pts").fetchone() == (40,)  # still open, table untouched
+    with pytest.raises(EngineError, match="cannot use a dict"):
+        connect({"url": "duckdb://"})

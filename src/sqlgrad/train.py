@@ -153,7 +153,8 @@ def train(
             starting weights; then ``hidden``/``activation``/``head`` are taken from it.
         seed: seed of the He/Glorot initialisation when ``init`` is not given.
         strategy: ``auto``, ``nested``, ``recursive`` or ``stepwise`` (see :mod:`sqlgrad.plans`).
-        db: a database URL (default: in-memory DuckDB) or an open :class:`~sqlgrad.engines.Engine`.
+        db: a database URL (default: in-memory DuckDB), an open :class:`~sqlgrad.engines.Engine`, or a
+            DuckDB connection or SparkSession you hold (used, never closed: :func:`sqlgrad.engines.connect`).
         progress: called with ``(iterations_done, loss)`` as training advances.
         standardize: train on ``(x - mean) / std`` of each numeric feature (mean and population std
             computed in SQL); the model folds it into its first layer, so it still scores raw rows.

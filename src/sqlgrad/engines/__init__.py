@@ -7,9 +7,19 @@ its URL is used.
 >>> eng.query("SELECT 1 + 1")
 [(2,)]
 >>> eng.close()
+
+A connection the caller already holds is used as it is (and left open by sqlgrad):
+
+>>> import duckdb
+>>> con = duckdb.connect()
+>>> _ = con.execute("CREATE TABLE t AS SELECT 42 AS answer")
+>>> connect(con).query('SELECT "answer" FROM "t"')
+[(42,)]
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from ..errors import EngineError
 from .base import Capabilities, Column, Engine
@@ -17,8 +27,16 @@ from .base import Capabilities, Column, Engine
 __all__ = ["Capabilities", "Column", "Engine", "connect"]
 
 
-def connect(url: str | None = None) -> Engine:
-    """Open an engine from a URL; ``None`` is an in-memory DuckDB database."""
+def connect(url: str | Engine | Any | None = None) -> Engine:
+    """Open an engine from a URL; ``None`` is an in-memory DuckDB database.
+
+    Instead of a URL: an :class:`Engine` (returned as is), a DuckDB connection or a SparkSession, which
+    sqlgrad uses without closing it. (For other engines pass the URL.)
+    """
+    if isinstance(url, Engine):
+        return url
+    if url is not None and not isinstance(url, str):
+        return _wrap(url)
     url = url or "duckdb://"
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "duckdb":
@@ -55,3 +73,20 @@ def connect(url: str | None = None) -> Engine:
         "trino://user@host:port/catalog/schema"
     )
     raise EngineError(f"unsupported database URL {url!r}; supported: {known}")
+
+
+def _wrap(connection: Any) -> Engine:
+    """An engine over a connection object the caller holds (never closed by sqlgrad)."""
+    module = type(connection).__module__
+    if module.split(".")[0] in ("duckdb", "_duckdb"):
+        from .duckdb import DuckDBEngine
+
+        return DuckDBEngine("duckdb://", connection=connection)
+    if module.startswith("pyspark") and hasattr(connection, "sql"):
+        from .spark import SparkEngine
+
+        return SparkEngine("spark://", session=connection)
+    raise EngineError(
+        f"cannot use a {type(connection).__name__} as a database: pass a URL (duckdb://, sqlite:///file.db, "
+        "postgresql://..., ...), an Engine, a DuckDB connection or a SparkSession"
+    )
