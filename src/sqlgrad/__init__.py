@@ -11,6 +11,7 @@ True
 from .engines import Engine, connect
 from .errors import SqlgradError
 from .model import Model
+from .sources import Query
 from .spec import ModelSpec, init_weights
 from .train import create_view, evaluate, predict, predict_query, train
 
@@ -20,6 +21,7 @@ __all__ = [
     "Engine",
     "Model",
     "ModelSpec",
+    "Query",
     "SqlgradError",
     "connect",
     "create_view",

@@ -135,12 +135,23 @@ def build_parser() -> argparse.ArgumentParser:
             help="database URL (default: in-memory DuckDB; duckdb:///file.db opens a file)",
         )
 
+    def add_data(p: argparse.ArgumentParser) -> None:
+        p.add_argument("data", metavar="DATA", nargs="?", help="a table or view in --db, or a data file")
+        p.add_argument(
+            "--query",
+            default=None,
+            metavar="SQL",
+            help="read the rows of this SQL query instead of DATA: one SELECT in the dialect of --db, run "
+            "as written (the only option whose text is read as SQL; names are never parsed)",
+        )
+
     t = sub.add_parser(
         "train",
         help="train a model in the database",
-        description="Train an MLP on DATA (a table or view in --db, or a CSV/Parquet file).",
+        description="Train an MLP on DATA (a table or view in --db, or a CSV/Parquet file), or on the rows "
+        "of --query.",
     )
-    t.add_argument("data", metavar="DATA")
+    add_data(t)
     t.add_argument("--target", required=True, metavar="COL", help="column to predict")
     t.add_argument(
         "--features",
@@ -323,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="score a table with a model, in SQL")
     p.add_argument("model", metavar="MODEL.json")
-    p.add_argument("data", metavar="DATA")
+    add_data(p)
     add_db(p)
     p.add_argument("-o", "--output", default=None, metavar="OUT.csv", help="write CSV here (default stdout)")
     p.add_argument(
@@ -336,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="metrics of a model on a table, computed in SQL")
     e.add_argument("model", metavar="MODEL.json")
-    e.add_argument("data", metavar="DATA")
+    add_data(e)
     add_db(e)
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
@@ -407,6 +418,19 @@ def _stderr_console() -> Any:
     return Console(stderr=True)
 
 
+def _data(args: argparse.Namespace) -> Any:
+    """DATA, or the :class:`~sqlgrad.sources.Query` of ``--query``: exactly one of them."""
+    from .sources import Query
+
+    if args.query is not None:
+        if args.data is not None:
+            raise UsageError(f"give DATA or --query, not both (DATA is {args.data!r})")
+        return Query(args.query)
+    if args.data is None:
+        raise UsageError("DATA is missing: name a table, a view or a file, or give --query SQL")
+    return args.data
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -451,7 +475,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             bar.update(task, completed=done, loss=loss_text, speed=meter.text(done))
 
         model = train(
-            args.data,
+            _data(args),
             args.target,
             features=args.features,
             hidden=hidden,
@@ -535,13 +559,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         if args.output:
             raise UsageError("--view creates a view in the database; it takes no --output")
-        sql = create_view(model, args.data, args.view, db=args.db, replace=args.replace)
+        sql = create_view(model, _data(args), args.view, db=args.db, replace=args.replace)
+        shown = args.data if args.query is None else "the query"
         if args.json:
-            print(json.dumps({"view": args.view, "data": args.data, "sql": sql}, indent=1))
+            print(json.dumps({"view": args.view, "data": shown, "sql": sql}, indent=1))
         else:
-            print(f"created view {args.view} scoring {args.data}")
+            print(f"created view {args.view} scoring {shown}")
         return 0
-    names, rows = predict(model, args.data, db=args.db)
+    names, rows = predict(model, _data(args), db=args.db)
     if args.output:
         try:
             fh = open(args.output, "w", newline="", encoding="utf-8")  # noqa: SIM115
@@ -574,9 +599,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         require_matplotlib()
     with connect(args.db) as engine:
         model = resolve_model(args.model, engine)
-        metrics = evaluate(model, args.data, db=engine)
+        metrics = evaluate(model, _data(args), db=engine)
         if args.plot:
-            _evaluate_plot(engine, model, args.data, args.plot)
+            _evaluate_plot(engine, model, _data(args), args.plot)
             metrics["plot"] = args.plot
     if args.json:
         print(json.dumps(metrics, indent=1))
@@ -831,12 +856,13 @@ def _save_to_db(args: argparse.Namespace, model: Any) -> None:
         _stderr_console().print(f"model saved in {TABLE} as {args.save_to_db}", highlight=False)
 
 
-def _evaluate_plot(engine: Any, model: Any, data: str, path: str) -> None:
+def _evaluate_plot(engine: Any, model: Any, data: Any, path: str) -> None:
     from .plots import confusion_counts, plot_confusion, plot_regression, regression_sample
 
     if model.task == "classification":
         labels, counts = confusion_counts(engine, model, data)
-        plot_confusion(labels, counts, path, f"{model.target}: confusion matrix ({data})")
+        shown = data if isinstance(data, str) else "query"
+        plot_confusion(labels, counts, path, f"{model.target}: confusion matrix ({shown})")
     else:
         actual, predicted, n = regression_sample(engine, model, data)
         shown = f"{len(actual)} of {n} rows" if len(actual) < n else f"{n} rows"

@@ -32,7 +32,7 @@ import contextlib
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -74,17 +74,26 @@ INTEGER_CLASSIFICATION_LIMIT = 20
 
 @dataclass(frozen=True)
 class DataSource:
-    """A relation to read: ``parts`` of a table name, or a file ``path``."""
+    """A relation to read: ``parts`` of a table name, a file ``path``, or a parsed ``query``
+    (:class:`sqlgrad.sources.Query`); ``name`` replaces the label in messages."""
 
     parts: tuple[str, ...] = ()
     path: str | None = None
+    query: exp.Query | None = None
+    name: str | None = None
 
     @property
     def label(self) -> str:
+        if self.name is not None:
+            return self.name
         return self.path if self.path is not None else ".".join(self.parts)
 
     def relation(self) -> exp.Expression:
-        """A FROM-able sqlglot expression (a quoted table, or a file-reading table function)."""
+        """A FROM-able sqlglot expression (a quoted table, a file-reading table function, or the
+        query as a derived table)."""
+        if self.query is not None:
+            name = exp.to_identifier("__sg_query", quoted=True)
+            return exp.Subquery(this=self.query.copy(), alias=exp.TableAlias(this=name))
         if self.path is not None:
             reader = FILE_READERS[os.path.splitext(self.path)[1].lower()]
             args: list[exp.Expression] = [exp.Literal.string(self.path)]
@@ -858,39 +867,57 @@ def load_file(engine: Engine, path: str, name: str, replace: bool = False, batch
         if not replace:
             raise UsageError(f"table {name!r} already exists in {engine.url}; pass --replace to replace it")
         engine.execute(exp.Drop(tables=[table(list(parts))], kind="TABLE", exists=True))
-    reader = DuckDBEngine()
+    reader = engine if isinstance(engine, DuckDBEngine) else DuckDBEngine()
     try:
-        src = DataSource(path=path)
-        try:
-            columns = reader.describe(src.relation())
-        except EngineError as err:
-            raise DataError(f"cannot read {path}: {err}") from err
-        kinds = [
-            (c.name, c.kind if c.kind in ("integer", "float", "boolean", "text") else "text") for c in columns
-        ]
-        select = exp.select(
-            *(
-                alias(exp.Cast(this=col(c), to=exp.DataType.build("VARCHAR")), c) if k == "text" else col(c)
-                for c, k in kinds
-            )
-        ).from_(src.relation())
-        if isinstance(engine, DuckDBEngine):
-            engine.execute(exp.Create(this=table(list(parts)), kind="TABLE", expression=select))
-            return int(engine.scalar(exp.select(exp.Count(this=exp.Star())).from_(table(list(parts)))))
-        cursor = reader.connection.execute(reader.render(select))
-
-        def rows():
-            while chunk := cursor.fetchmany(batch):
-                yield from (tuple(_plain_value(v) for v in r) for r in chunk)
-
-        try:
-            return engine.create_table(list(parts), kinds, rows(), batch=batch)
-        except BaseException:  # a half-loaded table is ours: remove it
-            with contextlib.suppress(Exception):
-                engine.execute(exp.Drop(tables=[table(list(parts))], kind="TABLE", exists=True))
-            raise
+        return copy_relation(reader, DataSource(path=path), engine, parts, batch=batch)
     finally:
-        reader.close()
+        if reader is not engine:
+            reader.close()
+
+
+def copy_relation(
+    reader: Engine,
+    src: DataSource,
+    engine: Engine,
+    parts: tuple[str, ...],
+    temporary: bool = False,
+    batch: int = 10_000,
+) -> int:
+    """Copy ``src``, read by the DuckDB engine ``reader``, into a new table ``parts`` of ``engine``;
+    returns the row count. Column kinds are kept (integer, float, boolean); anything else becomes
+    text. A half-written table is dropped. ``temporary``: a temporary table where the engine has them.
+    """
+    from .engines.duckdb import DuckDBEngine
+
+    try:
+        columns = reader.describe(src.relation())
+    except EngineError as err:
+        raise DataError(f"cannot read {src.label}: {err}") from err
+    plain = ("integer", "float", "boolean", "text")
+    kinds = [(c.name, c.kind if c.kind in plain else "text") for c in columns]
+    select = exp.select(
+        *(
+            alias(exp.Cast(this=col(c), to=exp.DataType.build("VARCHAR")), c) if k == "text" else col(c)
+            for c, k in kinds
+        )
+    ).from_(src.relation())
+    temporary = temporary and engine.capabilities.temp_tables
+    if isinstance(engine, DuckDBEngine) and engine.connection is reader.connection:
+        props = exp.Properties(expressions=[exp.TemporaryProperty()]) if temporary else None
+        engine.execute(exp.Create(this=table(list(parts)), kind="TABLE", expression=select, properties=props))
+        return int(engine.scalar(exp.select(exp.Count(this=exp.Star())).from_(table(list(parts)))))
+    cursor = reader.connection.execute(reader.render(select))
+
+    def rows() -> Iterator[tuple]:
+        while chunk := cursor.fetchmany(batch):
+            yield from (tuple(_plain_value(v) for v in r) for r in chunk)
+
+    try:
+        return engine.create_table(list(parts), kinds, rows(), batch=batch, temporary=temporary)
+    except BaseException:  # a half-loaded table is ours: remove it
+        with contextlib.suppress(Exception):
+            engine.execute(exp.Drop(tables=[table(list(parts))], kind="TABLE", exists=True))
+        raise
 
 
 def _plain_value(value: object) -> object:

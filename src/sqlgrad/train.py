@@ -35,7 +35,6 @@ from .data import (
     fold_standardization,
     needs_section,
     prepare,
-    resolve_source,
     unfold_standardization,
 )
 from .engines import Engine, connect
@@ -46,6 +45,7 @@ from .plans import Plan, PlanInput, PlanResult, Progress, TrainingProgram, choos
 from .plans.base import check_history
 from .plans.driver import Control, drive
 from .plans.program import BATCH_COLUMNS, ROW_KEY, SAMPLE_WEIGHT
+from .sources import Query, describe_data, open_source
 from .spec import ModelSpec, Weights, build_spec, init_weights
 from .sqlexpr import alias, case, col, eq, num, table
 
@@ -80,7 +80,7 @@ def new_run_name() -> str:
 
 
 def train(
-    data: str,
+    data: str | Query | Any,
     target: str,
     *,
     features: Sequence[str] | None = None,
@@ -125,7 +125,9 @@ def train(
     """Train a multi-layer perceptron on ``data`` (a table, view or file) inside the database.
 
     Args:
-        data: table or view name in ``db``, or a CSV/Parquet/JSON path (engines that read files).
+        data: table or view name in ``db``; a CSV/Parquet/JSON path (engines that read files); a
+            :class:`~sqlgrad.sources.Query` (SQL text, the one input read as SQL); or a pandas or polars
+            data frame or an Arrow table (:mod:`sqlgrad.sources`).
         target: the column to predict.
         features: feature columns; default every column but the target (and ``exclude``). Numeric
             columns are inputs as they are (or standardised), booleans 0/1, text columns one-hot.
@@ -243,8 +245,9 @@ def train(
     engine, owned = _engine(db)
     run = new_run_name()
     data_table = f"{run}_data"
+    sources = contextlib.ExitStack()
     try:
-        src = resolve_source(engine, data)
+        src = sources.enter_context(open_source(engine, data, run))
         if start_model is not None:
             if not features and start_model.features and options.exclude:
                 # the model names its features: --exclude may only confirm that others are left out
@@ -312,7 +315,7 @@ def train(
         plan = choose(strategy, engine.capabilities, total, program)
         inp = PlanInput(program, train_table, weights, total, run)
         control.config = _run_config(
-            src.label,
+            src.label if src.query is None else src.query.sql(engine.capabilities.dialect),
             target,
             prep,
             spec,
@@ -411,6 +414,7 @@ def train(
         for t in (data_table, f"{run}_train", f"{run}_valid", f"{run}_batches"):
             with contextlib.suppress(Exception):
                 engine.drop_table(t)
+        sources.close()
         if owned:
             engine.close()
 
@@ -518,15 +522,18 @@ def evaluate_prepared(engine: Engine, model: Model, prep: PreparedData) -> dict[
     }
 
 
-def evaluate(model: Model, data: str, db: str | Engine | None = None) -> dict[str, Any]:
+def evaluate(model: Model, data: str | Query | Any, db: str | Engine | None = None) -> dict[str, Any]:
     """Metrics of ``model`` on ``data`` computed in SQL (accuracy and log loss, or MSE, RMSE, MAE, R²).
 
-    Labels not among the model's classes are an error; the data's features are checked like in training.
+    ``data`` is read as in :func:`train`. Labels not among the model's classes are an error; the data's
+    features are checked like in training.
     """
     engine, owned = _engine(db)
-    name = f"{new_run_name()}_eval"
+    run = new_run_name()
+    name = f"{run}_eval"
+    sources = contextlib.ExitStack()
     try:
-        src = resolve_source(engine, data)
+        src = sources.enter_context(open_source(engine, data, run))
         _check_model_columns(engine, model, src)
         prep = prepare(
             engine,
@@ -543,6 +550,7 @@ def evaluate(model: Model, data: str, db: str | Engine | None = None) -> dict[st
     finally:
         with contextlib.suppress(Exception):
             engine.drop_table(name)
+        sources.close()
         if owned:
             engine.close()
 
@@ -569,16 +577,26 @@ def _check_model_columns(engine: Engine, model: Model, src: DataSource) -> list[
     return names
 
 
-def predict_query(model: Model, data: str, db: str | Engine | None = None) -> exp.Select:
-    """The scoring query for ``data``: its columns plus the prediction columns."""
+def predict_query(model: Model, data: str | Query, db: str | Engine | None = None) -> exp.Select:
+    """The scoring query for ``data`` (a table, view, file or :class:`~sqlgrad.sources.Query`): its
+    columns plus the prediction columns. A data frame exists only during a call: use :func:`predict`."""
     engine, owned = _engine(db)
     try:
-        src = resolve_source(engine, data)
-        names = _check_model_columns(engine, model, src)
-        return model.predict_select(names, src.relation(), native_tanh=engine.capabilities.native_tanh)
+        if not isinstance(data, str | Query):
+            raise UsageError(
+                f"a query or view scoring a {describe_data(data)} would not outlive this call: "
+                "use predict(), or load the rows into a table"
+            )
+        with open_source(engine, data, new_run_name()) as src:
+            return _scoring_query(engine, model, src)
     finally:
         if owned:
             engine.close()
+
+
+def _scoring_query(engine: Engine, model: Model, src: DataSource) -> exp.Select:
+    names = _check_model_columns(engine, model, src)
+    return model.predict_select(names, src.relation(), native_tanh=engine.capabilities.native_tanh)
 
 
 def view_statement(name: str, query: exp.Select, replace: bool = False) -> exp.Create:
@@ -588,7 +606,7 @@ def view_statement(name: str, query: exp.Select, replace: bool = False) -> exp.C
 
 
 def create_view(
-    model: Model, data: str, name: str, db: str | Engine | None = None, replace: bool = False
+    model: Model, data: str | Query, name: str, db: str | Engine | None = None, replace: bool = False
 ) -> str:
     """Create a view ``name`` that scores ``data`` with ``model`` in SQL (weights inlined); returns its SQL.
 
@@ -608,12 +626,15 @@ def create_view(
             engine.close()
 
 
-def predict(model: Model, data: str, db: str | Engine | None = None) -> tuple[list[str], list[tuple]]:
-    """Score every row of ``data`` in SQL; returns ``(column names, rows)``."""
+def predict(
+    model: Model, data: str | Query | Any, db: str | Engine | None = None
+) -> tuple[list[str], list[tuple]]:
+    """Score every row of ``data`` (read as in :func:`train`) in SQL; returns ``(column names, rows)``."""
     engine, owned = _engine(db)
     try:
-        query = predict_query(model, data, engine)
-        rows = engine.query(query)
+        with open_source(engine, data, new_run_name()) as src:
+            query = _scoring_query(engine, model, src)
+            rows = engine.query(query)
         return [e.alias_or_name for e in query.expressions], rows
     finally:
         if owned:

@@ -19,6 +19,7 @@ A connection the caller already holds is used as it is (and left open by sqlgrad
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from ..errors import EngineError
@@ -30,8 +31,20 @@ __all__ = ["Capabilities", "Column", "Engine", "connect"]
 def connect(url: str | Engine | Any | None = None) -> Engine:
     """Open an engine from a URL; ``None`` is an in-memory DuckDB database.
 
-    Instead of a URL: an :class:`Engine` (returned as is), a DuckDB connection or a SparkSession, which
-    sqlgrad uses without closing it. (For other engines pass the URL.)
+    Instead of a URL: an :class:`Engine` (returned as is), or a connection you hold: DuckDB, ``sqlite3``,
+    psycopg 3, PyMySQL, or a SparkSession. sqlgrad uses it without closing it; a DB-API connection must
+    not be inside a transaction, runs in autocommit mode while sqlgrad uses it, and gets its autocommit
+    mode and the session settings sqlgrad changes (PostgreSQL ``jit``, MariaDB ``optimizer_switch``)
+    back when the engine is closed (``train`` and the other calls close the engines they open).
+
+    >>> import sqlite3
+    >>> con = sqlite3.connect(":memory:")
+    >>> eng = connect(con)
+    >>> eng.query("SELECT 1"), con.isolation_level
+    ([(1,)], None)
+    >>> eng.close()
+    >>> con.isolation_level
+    ''
     """
     if isinstance(url, Engine):
         return url
@@ -86,7 +99,22 @@ def _wrap(connection: Any) -> Engine:
         from .spark import SparkEngine
 
         return SparkEngine("spark://", session=connection)
+    if isinstance(connection, sqlite3.Connection):
+        from .sqlite import SQLiteEngine
+
+        return SQLiteEngine("sqlite://", connection=connection)
+    if module.split(".")[0] == "psycopg" and hasattr(connection, "info"):
+        from .postgres import PostgresEngine
+
+        info = connection.info
+        return PostgresEngine(f"postgresql://{info.user}@{info.host}:{info.port}/{info.dbname}", connection)
+    if module.split(".")[0] == "pymysql" and hasattr(connection, "server_status"):
+        from .mysql import MySQLEngine
+
+        user, name = (v.decode() if isinstance(v, bytes) else v for v in (connection.user, connection.db))
+        return MySQLEngine(f"mysql://{user}@{connection.host}:{connection.port}/{name}", connection)
     raise EngineError(
         f"cannot use a {type(connection).__name__} as a database: pass a URL (duckdb://, sqlite:///file.db, "
-        "postgresql://..., ...), an Engine, a DuckDB connection or a SparkSession"
+        "postgresql://..., ...), an Engine, or a connection: DuckDB, sqlite3, psycopg (3), PyMySQL or a "
+        "SparkSession"
     )

@@ -233,11 +233,12 @@ class Engine(abc.ABC):
         columns: Sequence[tuple[str, str]],
         rows: Iterable[tuple],
         batch: int = 10_000,
+        temporary: bool = False,
     ) -> int:
         """Create table ``name`` with ``(column, kind)`` pairs (kinds of :class:`Column`) and insert rows.
 
-        Returns the number of rows inserted. Used by ``sqlgrad load`` and the tests; the table must
-        not exist.
+        Returns the number of rows inserted. Used by ``sqlgrad load``, data frames on engines other
+        than DuckDB (``temporary``) and the tests; the table must not exist.
         """
         from ..sqlexpr import ident, table
 
@@ -249,7 +250,8 @@ class Engine(abc.ABC):
                 for c, kind in columns
             ],
         )
-        self.execute(exp.Create(this=schema, kind="TABLE"))
+        props = exp.Properties(expressions=[exp.TemporaryProperty()]) if temporary else None
+        self.execute(exp.Create(this=schema, kind="TABLE", properties=props))
         # The statement's head comes from sqlglot (quoted names); the markers are the driver's own.
         # With ``%s`` drivers a ``%`` inside a quoted name must be doubled.
         target = self.render(exp.Schema(this=table(name), expressions=[ident(c) for c, _ in columns]))
@@ -290,6 +292,15 @@ class Engine(abc.ABC):
         The default does nothing."""
         return None
 
+    def register_frame(self, name: str, frame: Any) -> bool:
+        """Make a data frame (pandas, Arrow) readable as ``name`` without copying it, if the engine can;
+        returns False when it cannot (the rows are then loaded into a temporary table)."""
+        return False
+
+    def unregister_frame(self, name: str) -> None:
+        """Undo :meth:`register_frame`."""
+        return None
+
     def table_exists(self, name: Sequence[str]) -> bool:
         """Whether a table or view of that (possibly qualified) name exists."""
         from ..sqlexpr import table
@@ -314,6 +325,14 @@ class Engine(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def as_query(relation: exp.Expression) -> exp.Query:
+    """A query over ``relation``: a query as it is, anything FROM-able (a table, a table function, an
+    aliased derived table) as ``SELECT * FROM relation``."""
+    if isinstance(relation, exp.Query) and not isinstance(relation, exp.Subquery):
+        return relation
+    return exp.select("*").from_(relation)
 
 
 def _first_line(err: BaseException) -> str:

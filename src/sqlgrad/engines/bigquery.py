@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import EngineError, MissingDriverError
-from .base import Capabilities, Column
+from .base import Capabilities, Column, as_query
 from .dbapi import DBAPIEngine
 from .warehouse import create_table_with_values, url_options
 
@@ -140,9 +140,8 @@ class BigQueryEngine(DBAPIEngine):
 
     def describe(self, relation: Any) -> list[Column]:
         """Columns from a dry run of ``SELECT * FROM relation`` (not billed)."""
-        from sqlglot import exp
 
-        query = relation if isinstance(relation, exp.Query) else exp.select("*").from_(relation)
+        query = as_query(relation)
         sql = self.render(query)
         cur = self._con.cursor()
         try:

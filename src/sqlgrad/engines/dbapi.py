@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from .base import Column, Engine
+from .base import Column, Engine, as_query
 
 
 class DBAPIEngine(Engine):
@@ -36,7 +36,7 @@ class DBAPIEngine(Engine):
         return str(type_code)
 
     def describe(self, relation: exp.Expression) -> list[Column]:
-        query = relation if isinstance(relation, exp.Query) else exp.select("*").from_(relation)
+        query = as_query(relation)
         cur = self._run(query.limit(0))
         try:
             return [Column(d[0], self._type_name(d[1])) for d in cur.description]
@@ -44,5 +44,14 @@ class DBAPIEngine(Engine):
             cur.close()
 
     def close(self) -> None:
+        """Close the connection, or give a connection the caller holds back as it came."""
         if getattr(self, "_owned", True):
             self._con.close()
+            return
+        saved, self._restore = getattr(self, "_restore", None), None
+        if saved:
+            self._give_back(saved)
+
+    def _give_back(self, saved: dict[str, Any]) -> None:
+        """Put back the connection state saved (as ``self._restore``) when a held connection was adopted."""
+        return None

@@ -7,7 +7,7 @@ from typing import Any
 from sqlglot import exp
 
 from ..errors import EngineError
-from .base import Capabilities, Column, Engine
+from .base import Capabilities, Column, Engine, _first_line, as_query
 
 
 class DuckDBEngine(Engine):
@@ -67,6 +67,16 @@ class DuckDBEngine(Engine):
     def _executemany(self, sql: str, rows: list[tuple]) -> None:
         self._con.executemany(sql, rows)
 
+    def register_frame(self, name: str, frame: Any) -> bool:
+        try:
+            self._con.register(name, frame)
+        except Exception as err:
+            raise EngineError(f"DuckDB cannot read this data frame: {_first_line(err)}") from err
+        return True
+
+    def unregister_frame(self, name: str) -> None:
+        self._con.unregister(name)
+
     def allow_nesting(self, depth: int) -> None:
         # The planner's depth counts expressions inside each level too: leave ample room.
         needed = int(depth) * 4 + 1000
@@ -74,7 +84,7 @@ class DuckDBEngine(Engine):
             self.execute(f"SET max_expression_depth = {needed}")
 
     def describe(self, relation: exp.Expression) -> list[Column]:
-        query = relation if isinstance(relation, exp.Query) else exp.select("*").from_(relation)
+        query = as_query(relation)
         result = self._run(query.limit(0))
         return [Column(name, str(type_code)) for name, type_code, *_ in result.description]
 

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs
 from sqlglot import exp
 
 from ..errors import EngineError, MissingDriverError
-from .base import Capabilities, Column, Engine
+from .base import Capabilities, Column, Engine, as_query
 
 
 class SparkEngine(Engine):
@@ -113,7 +113,7 @@ class SparkEngine(Engine):
         return [tuple(r) for r in result.collect()]
 
     def describe(self, relation: exp.Expression) -> list[Column]:
-        query = relation if isinstance(relation, exp.Query) else exp.select("*").from_(relation)
+        query = as_query(relation)
         df = self._run(query.limit(0))
         return [Column(f.name, f.dataType.simpleString().upper()) for f in df.schema.fields]
 
@@ -132,8 +132,11 @@ class SparkEngine(Engine):
     def _executemany(self, sql: str, rows: list[tuple]) -> None:
         raise EngineError("internal: Spark loads rows through create_table")
 
-    def create_table(self, name: Any, columns: Any, rows: Any, batch: int = 10_000) -> int:
-        """A managed table from rows, through a DataFrame (Spark has no parameterised INSERT)."""
+    def create_table(
+        self, name: Any, columns: Any, rows: Any, batch: int = 10_000, temporary: bool = False
+    ) -> int:
+        """A managed table from rows, through a DataFrame (Spark has no parameterised INSERT; no
+        temporary tables: ``temporary`` is ignored, and the caller drops the table)."""
         from pyspark.sql.types import BooleanType, DoubleType, LongType, StringType, StructField, StructType
 
         from ..sqlexpr import table

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlglot import exp
 
-from ..errors import EngineError
+from ..errors import EngineError, UsageError
 from ..sqlexpr import col
-from .base import Capabilities, Column
+from .base import Capabilities, Column, as_query
 from .dbapi import DBAPIEngine
 
 
@@ -42,7 +42,13 @@ class SQLiteEngine(DBAPIEngine):
     def __init__(self, url: str = "sqlite://", connection: Any | None = None) -> None:
         self.url = url
         if connection is not None:
+            # a connection the caller holds: used in autocommit mode, given back as it came
+            if connection.in_transaction:
+                raise UsageError("the sqlite3 connection is inside a transaction: commit or roll back first")
             self._con, self._owned = connection, False
+            self._restore = {"isolation_level": connection.isolation_level}
+            connection.isolation_level = None
+            self._check_version()
             return
         path = _path_from_url(url)
         try:
@@ -50,8 +56,15 @@ class SQLiteEngine(DBAPIEngine):
         except sqlite3.Error as err:
             raise EngineError(f"cannot open SQLite database {path!r}: {err}") from err
         self._owned = True
-        if self._con.execute("SELECT sqlite_version()").fetchone()[0] < "3.35":
-            raise EngineError("SQLite 3.35 or newer is needed (math functions EXP, LN)")
+        self._check_version()
+
+    def _check_version(self) -> None:
+        version = self._con.execute("SELECT sqlite_version()").fetchone()[0]
+        if tuple(int(v) for v in version.split(".")[:2]) < (3, 35):
+            raise EngineError(f"SQLite 3.35 or newer is needed (math functions EXP, LN); this is {version}")
+
+    def _give_back(self, saved: dict[str, Any]) -> None:
+        self._con.isolation_level = saved["isolation_level"]
 
     def _executemany(self, sql: str, rows: list[tuple]) -> None:
         self._con.executemany(sql, rows)
@@ -59,7 +72,7 @@ class SQLiteEngine(DBAPIEngine):
     def describe(self, relation: exp.Expression) -> list[Column]:
         """SQLite reports no result types: use the declared type of a table's column, else the storage
         class of the first non-NULL value."""
-        query = relation if isinstance(relation, exp.Query) else exp.select("*").from_(relation)
+        query = as_query(relation)
         cur = self._run(query.limit(0))
         names = [d[0] for d in cur.description]
         cur.close()
