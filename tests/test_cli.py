@@ -112,6 +112,10 @@ def test_summary_line_and_json(points_csv, tmp_path, capsys):
     assert code == 0
     assert "trained 3-16-2 network on 300 rows: 5 iterations (stepwise)" in out
     assert "training accuracy" in out
+    # the summary table, on stderr
+    assert "training summary" in err and "duckdb / stepwise" in err and "5 (gd, lr 0.1)" in err
+    accuracy = json.loads((tmp_path / "m.json").read_text())["training"]["metrics"]["accuracy"]
+    assert f"accuracy {accuracy:.4f}" in err
 
 
 def test_sigmoid_head_and_regression(points_csv, tmp_path, capsys):

@@ -524,6 +524,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     elif not args.quiet:
         for note in info.get("notes", []):
             console.print(f"note: {note}", highlight=False)
+        console.print(_summary_table(model, args.output))
+        if sys.stdout.isatty():  # the table said it all; the line below is for scripts and logs
+            return 0
         m = info["metrics"]
         scores = (
             f"accuracy {m['accuracy']:.4f}, log loss {m['log_loss']:.6g}"
@@ -770,6 +773,48 @@ def _add_interfaces(sub: Any, add_db: Any) -> None:
         help="draw loss (and validation loss and accuracy) against iteration; needs sqlgrad[plot]",
     )
     h.add_argument("--json", action="store_true", help="print the history as a JSON object")
+
+
+def _summary_table(model: Any, output: str) -> Any:
+    """The end-of-training table: the run, the loss, the scores (training and validation)."""
+    from rich.table import Table
+
+    info = model.training
+    table = Table(title="sqlgrad: training summary", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    seconds = info["seconds"]
+    rows_seen = info["rows"] * info["iterations"] if not info.get("batch_size") else None
+    if info.get("batch_size"):
+        rows_seen = info["batch_size"] * info["iterations"]
+    speed = (
+        f"{info['iterations'] / seconds:,.1f} it/s, {_si(rows_seen / seconds)} rows/s" if seconds > 0 else "-"
+    )
+    network = "-".join(map(str, model.spec.layer_sizes))
+    acts = ", ".join(model.activations) or "none"
+    table.add_row("network", f"{network} ({acts}; {model.head} head)")
+    table.add_row("engine / strategy", f"{info['engine']} / {info['strategy']}")
+    batches = f", batches of {info['batch_size']}" if info.get("batch_size") else ""
+    table.add_row("training rows", f"{info['rows']:,}{batches}")
+    optimizer = f"{info['optimizer']}, lr {info['lr']:g}"
+    table.add_row("updates", f"{info['iterations']:,} ({optimizer})")
+    table.add_row("time", f"{seconds:.2f} s ({speed})")
+    table.add_row("final loss", f"{info['loss']:.6g}")
+    for label, metrics in (("training", info["metrics"]), ("validation", info.get("validation_metrics"))):
+        if metrics:
+            shown = [
+                k for k in ("accuracy", "log_loss", "mse", "rmse", "mae", "r2") if metrics.get(k) is not None
+            ]
+            table.add_row(
+                label,
+                ", ".join(
+                    f"{k.replace('_', ' ')} {metrics[k]:{'.4f' if k == 'accuracy' else '.6g'}}" for k in shown
+                ),
+            )
+    if info.get("stopped"):
+        table.add_row("stopped", f"{info['stopped']} (best at update {info.get('best_iteration')})")
+    table.add_row("model", output)
+    return table
 
 
 class _Throughput:
