@@ -415,3 +415,18 @@ def test_predict_into_a_closed_pipe_is_quiet(tmp_path, capsys):
     )
     assert proc.stdout.startswith("x1,x2,y,predicted_y")
     assert "Traceback" not in proc.stderr
+
+
+def test_a_loss_that_grows_is_reported(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "g.csv"
+    X = rng.normal(size=(200, 2))
+    path.write_text("a,b,label\n" + "".join(f"{a!r},{b!r},{'yes' if a + b > 0 else 'no'}\n" for a, b in X))
+    m = tmp_path / "m.json"
+    argv = ["train", str(path), "--target", "label", "--iterations", "30", "--no-standardize", "-o", str(m)]
+    code, _, err = run([*argv, "--lr", "300"], capsys)
+    assert code == 0, err
+    assert "training diverged" in " ".join(err.split())
+    assert any("training diverged" in n for n in json.loads(m.read_text())["training"]["notes"])
+    code, _, err = run([*argv, "--lr", "0.3"], capsys)
+    assert code == 0 and "diverged" not in err

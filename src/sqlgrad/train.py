@@ -372,6 +372,9 @@ def train(
             l1=l1,
             history=[*entries, {"iteration": done, "loss": final_loss}],
         )
+        growth = loss_growth(model.history)
+        if growth is not None:
+            prep.notes.append(growth)
         train_prep = replace(prep, table=train_table)
         metrics = evaluate_prepared(engine, model, train_prep)
         val_metrics = None
@@ -417,6 +420,31 @@ def train(
         sources.close()
         if owned:
             engine.close()
+
+
+LOSS_GROWTH = 100.0
+"""A run whose final loss is this many times its first is reported as diverging (in the model's notes)."""
+
+
+def loss_growth(history: Sequence[dict[str, Any]]) -> str | None:
+    """A note when the loss ended far above where it started: a learning rate too high diverges slowly
+    when the loss stays finite (``--lr 1e6`` ends near 1e207), which the NaN check does not catch.
+
+    >>> loss_growth([{"iteration": 0, "loss": 0.7}, {"iteration": 50, "loss": 3e9}])
+    'the loss grew from 0.7 to 3e+09 in 50 updates: training diverged; lower --lr'
+    >>> loss_growth([{"iteration": 0, "loss": 0.7}, {"iteration": 50, "loss": 0.2}]) is None
+    True
+    """
+    losses = [(h["iteration"], h["loss"]) for h in history if h.get("loss") is not None]
+    if len(losses) < 2:
+        return None
+    (first_it, first), (last_it, last) = losses[0], losses[-1]
+    if not (math.isfinite(first) and math.isfinite(last)) or last <= LOSS_GROWTH * max(first, 1e-12):
+        return None
+    return (
+        f"the loss grew from {first:.3g} to {last:.3g} in {last_it - first_it} updates: training diverged; "
+        "lower --lr"
+    )
 
 
 def data_columns(spec: ModelSpec) -> list[str]:
