@@ -98,7 +98,8 @@ def _class_weight(text: str) -> str | dict[str, float]:
     return out
 
 
-def _positive_float(text: str) -> float:
+def _number(text: str) -> float:
+    """Any number: the range of each hyperparameter is checked where it is used, with its own message."""
     try:
         return float(text)
     except ValueError:
@@ -214,9 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["softmax", "sigmoid"],
         help="classification head (default softmax; sigmoid for binary)",
     )
-    t.add_argument("--lr", type=_positive_float, default=None, help="learning rate (default 0.1)")
-    t.add_argument("--l2", type=_positive_float, default=0.0, help="L2 penalty 0.5*l2*sum(W^2) (default 0)")
-    t.add_argument("--l1", type=_positive_float, default=0.0, help="L1 penalty l1*sum(|W|) (default 0)")
+    t.add_argument("--lr", type=_number, default=None, help="learning rate (default 0.1)")
+    t.add_argument("--l2", type=_number, default=0.0, help="L2 penalty 0.5*l2*sum(W^2) (default 0)")
+    t.add_argument("--l1", type=_number, default=0.0, help="L1 penalty l1*sum(|W|) (default 0)")
     t.add_argument(
         "--optimizer",
         default="gd",
@@ -224,11 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="gradient descent, heavy-ball or Nesterov momentum, or Adam (default gd)",
     )
     t.add_argument(
-        "--momentum", type=_positive_float, default=None, help="momentum/nesterov: mu (default 0.9)"
+        "--momentum", type=_number, default=None, help="momentum/nesterov: mu (default 0.9)"
     )
-    t.add_argument("--beta1", type=_positive_float, default=None, help="adam: first-moment decay (0.9)")
-    t.add_argument("--beta2", type=_positive_float, default=None, help="adam: second-moment decay (0.999)")
-    t.add_argument("--eps", type=_positive_float, default=None, help="adam: added to sqrt(v_hat) (1e-8)")
+    t.add_argument("--beta1", type=_number, default=None, help="adam: first-moment decay (0.9)")
+    t.add_argument("--beta2", type=_number, default=None, help="adam: second-moment decay (0.999)")
+    t.add_argument("--eps", type=_number, default=None, help="adam: added to sqrt(v_hat) (1e-8)")
     t.add_argument(
         "--schedule",
         default="constant",
@@ -237,10 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
         "exponential lr*gamma^t; inverse-time lr/(1+decay*t) (default constant)",
     )
     t.add_argument(
-        "--gamma", type=_positive_float, default=None, help="step (default 0.1) and exponential schedules"
+        "--gamma", type=_number, default=None, help="step (default 0.1) and exponential schedules"
     )
     t.add_argument("--step-size", type=int, default=None, metavar="N", help="step schedule: updates per step")
-    t.add_argument("--decay", type=_positive_float, default=None, help="inverse-time schedule: decay")
+    t.add_argument("--decay", type=_number, default=None, help="inverse-time schedule: decay")
     length = t.add_mutually_exclusive_group()
     length.add_argument("--iterations", type=_whole, default=None, help="updates (default 100)")
     length.add_argument(
@@ -378,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--strategy", default="recursive", choices=[x for x in STRATEGIES if x != "auto"])
     s.add_argument("--iterations", type=int, default=10)
     s.add_argument(
-        "--lr", type=_positive_float, default=None, help="default: the model's (its optimizer is kept)"
+        "--lr", type=_number, default=None, help="default: the model's (its optimizer is kept)"
     )
     _add_interfaces(sub, add_db)
     return parser
