@@ -22,7 +22,6 @@ to ``--out`` (default: this folder). ``--quick`` trains a smaller network for fe
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -31,11 +30,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+import _common as common  # noqa: E402
+
 NAME = "iris"
 TARGET = "species"
 # common settings (Adam at 0.01, scikit-learn's default alpha), not tuned on the test set
@@ -62,29 +63,23 @@ def write_csv(path: str, header: list[str], X: np.ndarray, labels: np.ndarray) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small network, few iterations (CI)")
-    parser.add_argument("--out", default=HERE, help="where results.json and the figure go")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split and of both initialisations")
-    args = parser.parse_args()
+    args = common.parse_args(__doc__, HERE)
     cfg = QUICK if args.quick else FULL
-    os.makedirs(args.out, exist_ok=True)
 
     import duckdb
     from sklearn.datasets import load_iris
-    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     import sqlgrad as sg
 
     data = load_iris()
     X, y = data.data, data.target
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.25, stratify=y, random_state=args.seed
-    )
+    X_train, X_test, y_train, y_test = common.split(X, y, args.seed)
     classes = [str(c) for c in data.target_names]
     n_train = len(y_train)
     l2 = cfg["alpha"] / n_train  # sqlgrad's 0.5*l2*sum(W^2) equals scikit-learn's 0.5*alpha*sum(W^2)/n
-    arch = "-".join(map(str, [X.shape[1], *cfg["hidden"], len(classes)]))
+    arch = common.architecture(X.shape[1], cfg["hidden"], len(classes))
 
     with tempfile.TemporaryDirectory() as work:
         header = [*data.feature_names, TARGET]
@@ -115,44 +110,21 @@ def main() -> None:
             counts = con.execute(
                 f'SELECT {TARGET}, "{predicted}", COUNT(*) FROM iris_scored GROUP BY ALL'
             ).fetchall()
-    sg_cm = np.zeros((len(classes), len(classes)), dtype=int)
-    for true, pred, count in counts:
-        sg_cm[classes.index(true), classes.index(pred)] = count
 
     # scikit-learn, same split, same architecture and settings
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.metrics import accuracy_score, confusion_matrix, log_loss
-    from sklearn.neural_network import MLPClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    mlp = MLPClassifier(
-        hidden_layer_sizes=tuple(cfg["hidden"]),
-        activation="relu",
-        solver="adam",
-        learning_rate_init=cfg["lr"],
-        alpha=cfg["alpha"],
-        batch_size=n_train,  # full batch, like sqlgrad
-        max_iter=cfg["iterations"],
-        n_iter_no_change=cfg["iterations"] + 1,  # no early stop: run every iteration
-        shuffle=False,
-        random_state=args.seed,
-    )
+    mlp = common.mlp(cfg, args.seed, batch=n_train, iterations=cfg["iterations"])  # full batch, like sqlgrad
     clf = make_pipeline(StandardScaler(), mlp)
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(X_train, y_train)
-    sk_seconds = time.perf_counter() - t0
-    sk_pred = clf.predict(X_test)
-    sk_cm = confusion_matrix(y_test, sk_pred, labels=range(len(classes)))
+    sk_seconds = common.fit(clf, X_train, y_train)
+    sk_side, sk_pred = common.sklearn_classifier(
+        clf, mlp, sk_seconds, X_train, y_train, X_test, y_test, len(classes)
+    )
 
-    results = {
-        "example": NAME,
-        "task": "classification",
-        "quick": args.quick,
-        "seed": args.seed,
-        "data": {
+    test = {"accuracy": metrics["accuracy"], "log_loss": metrics["log_loss"]}
+    results = common.results(
+        NAME,
+        "classification",
+        args,
+        {
             "source": "sklearn.datasets.load_iris",
             "train_rows": n_train,
             "test_rows": len(y_test),
@@ -160,80 +132,29 @@ def main() -> None:
             "classes": classes,
             "split": "stratified, 25% test",
         },
-        "architecture": arch,
-        "settings": {
-            "activation": "relu",
-            "optimizer": "adam",
-            "lr": cfg["lr"],
-            "iterations": cfg["iterations"],
-            "batch": "full",
-            "l2": l2,
-            "alpha": cfg["alpha"],
-            "standardize": True,
+        arch,
+        common.settings(cfg, l2),
+        sqlgrad=common.sqlgrad_side("command line", test, summary, sg_wall, "accuracy"),
+        sklearn=sk_side,
+        confusion_matrix={
+            "labels": classes,
+            "sqlgrad": common.confusion(classes, *zip(*counts, strict=True)),  # true, predicted, count
+            "sklearn": common.confusion(range(len(classes)), y_test.tolist(), sk_pred.tolist()),
         },
-        "sqlgrad": {
-            "route": "command line",
-            "accuracy": metrics["accuracy"],
-            "log_loss": metrics["log_loss"],
-            "train_accuracy": summary["metrics"]["accuracy"],
-            "final_loss": summary["loss"],
-            "iterations": summary["iterations"],
-            "seconds": summary["seconds"],
-            "wall_seconds": round(sg_wall, 3),
-            "engine": summary["engine"],
-            "strategy": summary["strategy"],
-        },
-        "sklearn": {
-            "accuracy": float(accuracy_score(y_test, sk_pred)),
-            "log_loss": float(log_loss(y_test, clf.predict_proba(X_test), labels=range(len(classes)))),
-            "train_accuracy": float(clf.score(X_train, y_train)),
-            "final_loss": float(mlp.loss_),
-            "iterations": int(mlp.n_iter_),
-            "seconds": round(sk_seconds, 3),
-        },
-        "confusion_matrix": {"labels": classes, "sqlgrad": sg_cm.tolist(), "sklearn": sk_cm.tolist()},
-        "figure": f"{NAME}.png",
-    }
-    with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as fh:
-        json.dump(results, fh, indent=1)
-        fh.write("\n")
-    plot(results, model.history, mlp.loss_curve_, os.path.join(args.out, f"{NAME}.png"))
-    s, k = results["sqlgrad"], results["sklearn"]
-    print(
-        f"{NAME} {arch}: sqlgrad accuracy {s['accuracy']:.4f} in {s['wall_seconds']:.1f} s "
-        f"({s['iterations']} iterations, {s['strategy']}); scikit-learn accuracy {k['accuracy']:.4f} "
-        f"in {k['seconds']:.2f} s ({k['iterations']} iterations); wrote {args.out}/results.json, "
-        f"{NAME}.png"
     )
-
-
-def plot(results: dict, history: list[dict], sk_curve: list[float], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = results["data"]["classes"]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.5), width_ratios=[1.4, 1, 1])
-    ax = axes[0]
-    ax.plot([h["iteration"] for h in history], [h["loss"] for h in history], label="sqlgrad (in SQL)")
-    ax.plot(range(len(sk_curve)), sk_curve, "--", label="scikit-learn MLPClassifier")
-    ax.set(xlabel="iteration (full-batch Adam step)", ylabel="training loss (log loss + L2)", yscale="log")
-    ax.set_title(f"{results['example']} {results['architecture']}: training loss")
-    ax.legend()
-    for ax, who in zip(axes[1:], ["sqlgrad", "sklearn"], strict=True):
-        cm = np.array(results["confusion_matrix"][who])
-        ax.imshow(cm, cmap="Blues")
-        for (i, j), v in np.ndenumerate(cm):
-            ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
-        ax.set_xticks(range(len(labels)), labels, rotation=30)
-        ax.set_yticks(range(len(labels)), labels)
-        ax.set(xlabel="predicted", ylabel="true")
-        name = "sqlgrad" if who == "sqlgrad" else "scikit-learn"
-        ax.set_title(f"{name}: test accuracy {results[who]['accuracy']:.3f}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    history = model.history
+    curves = [
+        common.curve("sqlgrad (in SQL)", [h["iteration"] for h in history], [h["loss"] for h in history]),
+        common.curve("scikit-learn MLPClassifier", range(len(mlp.loss_curve_)), mlp.loss_curve_, "--"),
+    ]
+    plot = {
+        "size": [14, 4.5],
+        "loss": common.loss_panel(
+            results, curves, "iteration (full-batch Adam step)", "training loss (log loss + L2)"
+        ),
+        "panels": common.confusion_panels(results),
+    }
+    common.finish(results, plot, args.out)
 
 
 if __name__ == "__main__":
