@@ -17,9 +17,11 @@ from collections.abc import Callable
 
 import duckdb
 import pytest
+from sqlglot import exp
 
 from engines import URLS, open_engine, release, unique
 from sqlgrad.cli import main
+from sqlgrad.sqlexpr import table as sql_table
 
 WEIRD_TABLE = 'we"ird; tab le ü select'
 WEIRD_COLUMNS = ['"q"', "semi;colon", "üñí", "select"]
@@ -361,3 +363,24 @@ def test_server_errors_change_nothing(pg_tables, tmp_path, capsys):
     )
     assert_error(run(["predict", m, f"{name} one", "--db", url], capsys), 2, "'y z'")
     assert snapshot() == before
+
+
+@pytest.mark.parametrize("name", ["postgres", "mysql"])
+def test_overflow_on_a_server_is_divergence(name, tmp_path, capsys):
+    """PostgreSQL and MariaDB raise on a double overflow (others return infinity): still exit code 4."""
+    engine = open_engine(name)
+    table = unique("sgdiv")
+    try:
+        engine.create_table(
+            table, [("a", "float"), ("y", "float")], [(i / 10, 3 * i / 10) for i in range(50)]
+        )
+        m = tmp_path / "m.json"
+        argv = ["train", table, "--db", URLS[name], "--target", "y", "--task", "regression", "--lr", "1e6"]
+        argv += ["--hidden", "4", "--iterations", "50", "-o", str(m)]
+        assert_error(run(argv, capsys), 4, "training diverged", "lower --lr")
+        assert not m.exists()
+        count = exp.select(exp.Count(this=exp.Star())).from_(sql_table(table))
+        assert engine.scalar(count) == 50
+    finally:
+        engine.drop_table(table)
+        release(engine)

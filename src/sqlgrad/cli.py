@@ -224,9 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(OPTIMIZERS),
         help="gradient descent, heavy-ball or Nesterov momentum, or Adam (default gd)",
     )
-    t.add_argument(
-        "--momentum", type=_number, default=None, help="momentum/nesterov: mu (default 0.9)"
-    )
+    t.add_argument("--momentum", type=_number, default=None, help="momentum/nesterov: mu (default 0.9)")
     t.add_argument("--beta1", type=_number, default=None, help="adam: first-moment decay (0.9)")
     t.add_argument("--beta2", type=_number, default=None, help="adam: second-moment decay (0.999)")
     t.add_argument("--eps", type=_number, default=None, help="adam: added to sqrt(v_hat) (1e-8)")
@@ -237,9 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="learning rate at update t: constant; step lr*gamma^floor(t/step-size); "
         "exponential lr*gamma^t; inverse-time lr/(1+decay*t) (default constant)",
     )
-    t.add_argument(
-        "--gamma", type=_number, default=None, help="step (default 0.1) and exponential schedules"
-    )
+    t.add_argument("--gamma", type=_number, default=None, help="step (default 0.1) and exponential schedules")
     t.add_argument("--step-size", type=int, default=None, metavar="N", help="step schedule: updates per step")
     t.add_argument("--decay", type=_number, default=None, help="inverse-time schedule: decay")
     length = t.add_mutually_exclusive_group()
@@ -378,9 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--strategy", default="recursive", choices=[x for x in STRATEGIES if x != "auto"])
     s.add_argument("--iterations", type=int, default=10)
-    s.add_argument(
-        "--lr", type=_number, default=None, help="default: the model's (its optimizer is kept)"
-    )
+    s.add_argument("--lr", type=_number, default=None, help="default: the model's (its optimizer is kept)")
     _add_interfaces(sub, add_db)
     return parser
 

@@ -154,4 +154,4 @@ def open_source(engine: Engine, data: str | Query | Any, run: str) -> Iterator[D
         yield DataSource(parts=(name,), name=f"{kind} data frame")
     finally:
         with contextlib.suppress(Exception):
-            engine.drop_table(name)
+            engine.drop_work_table(name)

@@ -416,7 +416,7 @@ def train(
     finally:
         for t in (data_table, f"{run}_train", f"{run}_valid", f"{run}_batches"):
             with contextlib.suppress(Exception):
-                engine.drop_table(t)
+                engine.drop_work_table(t)
         sources.close()
         if owned:
             engine.close()
@@ -577,7 +577,7 @@ def evaluate(model: Model, data: str | Query | Any, db: str | Engine | None = No
         return evaluate_prepared(engine, model, prep)
     finally:
         with contextlib.suppress(Exception):
-            engine.drop_table(name)
+            engine.drop_work_table(name)
         sources.close()
         if owned:
             engine.close()

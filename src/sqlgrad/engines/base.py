@@ -61,6 +61,11 @@ class Capabilities:
         long_from_params_with_state: the same for optimizers with state (momentum, Nesterov, Adam), whose
             wide form carries a column per state value and longer update expressions (measured with
             Adam).
+        temp_schema: the schema that names only the connection's temporary tables (DuckDB and SQLite
+            ``temp``, PostgreSQL ``pg_temp``): :meth:`Engine.drop_work_table` drops through it, so that
+            cleaning up can never drop a user's table of the same name.
+        overflow_errors: fragments of the engine's error messages for a double overflow (engines that
+            raise instead of returning infinity): a training statement failing so has diverged.
     """
 
     dialect: str
@@ -83,6 +88,8 @@ class Capabilities:
     scripting: str | None = None
     long_from_params: int | None = None
     long_from_params_with_state: int | None = None
+    temp_schema: str | None = None
+    overflow_errors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -315,6 +322,18 @@ class Engine(abc.ABC):
         from ..sqlexpr import table
 
         self.execute(exp.Drop(tables=[table(name)], kind="TABLE", exists=True))
+
+    def drop_work_table(self, name: str) -> None:
+        """Drop a run's work table if it exists: only a temporary table where the run's work tables are
+        temporary (through :attr:`Capabilities.temp_schema`), never a permanent table of that name."""
+        from ..sqlexpr import ident
+
+        caps = self.capabilities
+        if caps.temp_tables and caps.mutable_tables and caps.temp_schema:
+            target = exp.Table(this=ident(name), db=ident(caps.temp_schema))
+            self.execute(exp.Drop(tables=[target], kind="TABLE", exists=True))
+        else:
+            self.drop_table(name)
 
     def __deepcopy__(self, memo: dict) -> Engine:
         """An engine is a live connection: copies (scikit-learn's ``clone``) share it."""

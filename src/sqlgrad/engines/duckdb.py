@@ -29,6 +29,7 @@ class DuckDBEngine(Engine):
         max_select_columns=None,
         max_table_columns=None,
         temp_tables=True,
+        temp_schema="temp",
         native_tanh=True,
         transactions=True,
         percentile_cont=True,

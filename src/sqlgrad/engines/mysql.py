@@ -58,6 +58,7 @@ class MySQLEngine(DBAPIEngine):
         max_select_columns=4096,
         max_table_columns=1000,
         temp_tables=True,
+        overflow_errors=("value is out of range",),
         native_tanh=False,
         transactions=True,
         percentile_cont=False,
@@ -116,6 +117,14 @@ class MySQLEngine(DBAPIEngine):
         switch = self.scalar("SELECT @@SESSION.optimizer_switch")
         self._restore = {"autocommit": autocommit, "optimizer_switch": switch}
         self._session()
+
+    def drop_work_table(self, name: str) -> None:
+        """``DROP TEMPORARY TABLE``: MariaDB's way to drop only a temporary table."""
+        from sqlglot import exp
+
+        from ..sqlexpr import table
+
+        self.execute(exp.Drop(tables=[table(name)], kind="TABLE", exists=True, temporary=True))
 
     def _give_back(self, saved: dict[str, Any]) -> None:
         if self._con.open:

@@ -24,6 +24,8 @@ class PostgresEngine(DBAPIEngine):
         max_select_columns=1664,
         max_table_columns=1600,
         temp_tables=True,
+        overflow_errors=("value out of range: overflow", "value out of range: underflow"),
+        temp_schema="pg_temp",
         native_tanh=True,
         transactions=True,
         percentile_cont=True,

@@ -29,6 +29,7 @@ class SQLiteEngine(DBAPIEngine):
         max_select_columns=2000,
         max_table_columns=2000,
         temp_tables=True,
+        temp_schema="temp",
         native_tanh=True,
         transactions=True,
         percentile_cont=False,

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from sqlglot import exp
 
 from ..batches import work_table
 from ..engines.base import Engine
-from ..errors import TrainingError
+from ..errors import EngineError, TrainingError
 from ..spec import Weights
 from ..sqlexpr import col, num, table
 from .program import ITERATION, TrainingProgram
@@ -103,12 +103,13 @@ class Plan:
         try:
             self.prepare(engine, inp)
             create_state(engine, state, self.first_state(inp))
-            history = self.advance(engine, inp, state, 0, inp.iterations, progress)
+            with overflow_is_divergence(engine):
+                history = self.advance(engine, inp, state, 0, inp.iterations, progress)
             check_history(history, inp.iterations)
             weights = self.weights_at(engine, inp, state, inp.iterations)
         finally:
             with contextlib.suppress(Exception):
-                engine.drop_table(state)
+                engine.drop_work_table(state)
             self.release(engine, inp)
         return PlanResult(weights, history)
 
@@ -135,6 +136,22 @@ def keep_only(engine: Engine, name: str, iteration: int) -> None:
     """Delete the rows of other iterations from a state table (where tables take DELETE)."""
     if engine.capabilities.mutable_tables:
         engine.execute(exp.delete(table(name), where=exp.NEQ(this=col(ITERATION), expression=num(iteration))))
+
+
+@contextlib.contextmanager
+def overflow_is_divergence(engine: Engine) -> Iterator[None]:
+    """Turn an engine's numeric-overflow error (PostgreSQL, MariaDB raise one where others return
+    infinity) into the :class:`TrainingError` of a diverging run."""
+    try:
+        yield
+    except EngineError as err:
+        text = str(err)
+        if any(f in text for f in engine.capabilities.overflow_errors):
+            raise TrainingError(
+                f"training diverged: the engine overflowed ({text.split(': ', 1)[-1]}); lower --lr "
+                "(no model written)"
+            ) from err
+        raise
 
 
 def check_history(history: list[tuple[int, float]], expected: int) -> None:

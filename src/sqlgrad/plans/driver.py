@@ -37,10 +37,10 @@ from sqlglot import exp
 
 from ..batches import work_table
 from ..engines.base import Engine
-from ..errors import TrainingError, UsageError
+from ..errors import EngineError, TrainingError, UsageError
 from ..spec import Weights
 from ..sqlexpr import col, num, table
-from .base import Plan, PlanInput, Progress, at_iteration, create_state, keep_only
+from .base import Plan, PlanInput, Progress, at_iteration, create_state, keep_only, overflow_is_divergence
 from .program import ITERATION
 
 HISTORY_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -176,28 +176,49 @@ class RunStore:
         self.name = name
         self.meta, self.checkpoint = f"{name}_meta", f"{name}_checkpoint"
         self.history, self.best = f"{name}_history", f"{name}_best"
+        self.created: list[str] = []
+        """The tables this store created (the only ones :meth:`drop` may remove)."""
 
     def exists(self) -> bool:
         return self.engine.table_exists((self.checkpoint,))
 
     def create(self, config: dict[str, Any], first: exp.Expression) -> None:
+        """The run's tables, refused when any of them exists: a run of that name, or a table of the
+        user's that a new run would write into."""
         if self.exists() or self.engine.table_exists((self.meta,)):
             raise UsageError(
                 f"a run named {self.name!r} already exists in this database: pass --resume to continue "
                 "it, or choose another --name"
             )
-        created: list[str] = []
+        for t in (self.history, self.best):
+            if self.engine.table_exists((t,)):
+                raise UsageError(
+                    f"--name {self.name!r} needs the table {t!r}, which already exists and is not a run's: "
+                    "choose another --name"
+                )
+        settings = [(json.dumps(config, sort_keys=True),)]
         try:
-            self.engine.create_table(self.meta, [("config", "text")], [(json.dumps(config, sort_keys=True),)])
-            created.append(self.meta)
-            self.engine.create_table(self.history, HISTORY_COLUMNS, [])
-            created.append(self.history)
-            self.engine.execute(exp.Create(this=table(self.checkpoint), kind="TABLE", expression=first))
-        except BaseException:
-            for t in created:
-                with contextlib.suppress(Exception):
-                    self.engine.drop_table(t)
+            self._create(
+                self.meta, lambda: self.engine.create_table(self.meta, [("config", "text")], settings)
+            )
+        except EngineError as err:  # another run of that name got there first
+            if self.engine.table_exists((self.meta,)):
+                raise UsageError(
+                    f"a run named {self.name!r} was started at the same time in this database; choose "
+                    "another --name"
+                ) from err
             raise
+        try:
+            self._create(self.history, lambda: self.engine.create_table(self.history, HISTORY_COLUMNS, []))
+            create = exp.Create(this=table(self.checkpoint), kind="TABLE", expression=first)
+            self._create(self.checkpoint, lambda: self.engine.execute(create))
+        except BaseException:
+            self.drop()
+            raise
+
+    def _create(self, name: str, make: Callable[[], Any]) -> None:
+        make()
+        self.created.append(name)
 
     def load(self, config: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
         """The checkpoint's iteration and the history before it; refuses other settings."""
@@ -240,9 +261,11 @@ class RunStore:
             keep_only(eng, self.checkpoint, done)
 
     def drop(self) -> None:
-        for t in (self.meta, self.checkpoint, self.history, self.best):
+        """Remove the tables this store created (never one it found)."""
+        for t in reversed(self.created):
             with contextlib.suppress(Exception):
                 self.engine.drop_table(t)
+        self.created = []
 
 
 def _insert_values(name: str, rows: Sequence[dict[str, Any]]) -> exp.Expression:
@@ -303,7 +326,8 @@ def drive(
                 stop_at = min(stop_at, _next_multiple(done, control.interval))
             if store is not None and control.checkpoint_every:
                 stop_at = min(stop_at, _next_multiple(done, control.checkpoint_every))
-            losses = plan.advance(engine, inp, state, done, stop_at - done, progress)
+            with overflow_is_divergence(engine):
+                losses = plan.advance(engine, inp, state, done, stop_at - done, progress)
             rows = [
                 {
                     "iteration": k,
@@ -326,7 +350,9 @@ def drive(
                     metrics.get("val_loss") if validate is not None else _mean_loss(history, done, control)
                 )
                 if stopper.observe(done, monitored) and control.patience is not None:
-                    _keep_best(engine, state, best_table, done, persistent=store is not None)
+                    made = _keep_best(engine, state, best_table, done, persistent=store is not None)
+                    if made and store is not None:
+                        store.created.append(best_table)
             history[-1]["seconds"] = round(offset + time.perf_counter() - t0, 6)
             if store is not None and (
                 stopper.reason is not None
@@ -354,10 +380,10 @@ def drive(
         raise
     finally:
         with contextlib.suppress(Exception):
-            engine.drop_table(state)
+            engine.drop_work_table(state)
         if store is None:
             with contextlib.suppress(Exception):
-                engine.drop_table(best_table)
+                engine.drop_work_table(best_table)
         plan.release(engine, inp)
 
 
@@ -382,14 +408,15 @@ def _replay(
             stopper.observe(done, h["val_loss"] if val else _mean_loss(history, done, control))
 
 
-def _keep_best(engine: Engine, state: str, best: str, done: int, persistent: bool) -> None:
+def _keep_best(engine: Engine, state: str, best: str, done: int, persistent: bool) -> bool:
     """Copy the state row of ``done`` into the best-row table (created on first use: a plain table of
-    a named run, so that a resume finds it, else a temporary one)."""
+    a named run, so that a resume finds it, else a temporary one); True when it was created."""
     row = exp.select(exp.Star()).from_(table(state)).where(at_iteration(done))
     if not engine.table_exists((best,)):
         create = exp.Create(this=table(best), kind="TABLE", expression=row)
         engine.execute(create if persistent else work_table(engine, best, row))
-        return
+        return True
     with engine.transaction():
         engine.execute(exp.insert(row, table(best)))
         keep_only(engine, best, done)
+    return False
