@@ -289,6 +289,8 @@ def test_weird_names_work(user_db, tmp_path, capsys):
 URL_CASES = [
     ("unsupported scheme", "oracle://scott@db/orcl", 3, ["unsupported database URL"]),
     ("relative duckdb path", "duckdb://relative.db", 3, ["bad DuckDB URL"]),
+    ("unknown duckdb setting", "duckdb://?bogus_setting=1", 3, ["bogus_setting"]),
+    ("duckdb setting without a value", "duckdb://?threads", 3, ["?name=value"]),
     ("duckdb file in a missing folder", "duckdb:////nonexistent/folder/x.db", 3, ["cannot open DuckDB"]),
     ("sqlite file in a missing folder", "sqlite:////nonexistent/folder/x.db", 3, ["cannot open SQLite"]),
     (

@@ -257,3 +257,11 @@ def test_held_server_connection_is_given_back(name):
 def test_unknown_connection_objects_are_refused():
     with pytest.raises(EngineError, match="cannot use a object"):
         sqlgrad.connect(object())
+
+
+def test_duckdb_settings_in_the_url(tmp_path):
+    with sqlgrad.connect(f"duckdb:///{tmp_path / 'b.db'}?memory_limit=100MB&threads=1") as eng:
+        limit, threads = eng.query("SELECT current_setting('memory_limit'), current_setting('threads')")[0]
+        assert threads == 1 and limit.startswith(("95", "100"))
+        model = sqlgrad.train(frame(), "label", features=["x 1", "x2"], db=eng, iterations=3)
+    assert model.training["engine"] == "duckdb"
