@@ -56,7 +56,9 @@ def engine(name: str):
         )
     if name == "trino":
         return TrinoEngine("trino://sqlgrad@localhost:8080/memory/default", connection=FakeTrinoConnection())
-    return PostgresEngine("postgresql://postgres@127.0.0.1:5432/test", connection=object())
+    eng = PostgresEngine.__new__(PostgresEngine)  # renders only: no connection (scripted SQL is printed)
+    eng.url = "postgresql://postgres@127.0.0.1:5432/test"
+    return eng
 
 
 def article_input(eng) -> PlanInput:

@@ -38,9 +38,12 @@ from .sqlexpr import (
     greatest,
     gt,
     ln,
+    minus,
     neg,
     num,
     paren,
+    plus,
+    times,
     total,
 )
 
@@ -138,7 +141,7 @@ def _affine(node: Node, args: list[Exprs], ctx: LowerContext) -> Exprs:
     h, w, b = args
     _, fan_in, fan_out = node.inputs[1].attrs
     return [
-        paren(total(h[i].copy() * w[i * fan_out + j].copy() for i in range(fan_in))) + b[j].copy()
+        plus(paren(total(times(h[i].copy(), w[i * fan_out + j].copy()) for i in range(fan_in))), b[j].copy())
         for j in range(fan_out)
     ]
 
@@ -146,12 +149,14 @@ def _affine(node: Node, args: list[Exprs], ctx: LowerContext) -> Exprs:
 def _matmul_t(node: Node, args: list[Exprs], ctx: LowerContext) -> Exprs:
     g, w = args
     _, fan_in, fan_out = node.inputs[1].attrs
-    return [total(g[j].copy() * w[i * fan_out + j].copy() for j in range(fan_out)) for i in range(fan_in)]
+    return [
+        total(times(g[j].copy(), w[i * fan_out + j].copy()) for j in range(fan_out)) for i in range(fan_in)
+    ]
 
 
 def _outer(node: Node, args: list[Exprs], ctx: LowerContext) -> Exprs:
     h, g = args
-    return [h[i].copy() * g[j].copy() for i in range(len(h)) for j in range(len(g))]
+    return [times(h[i].copy(), g[j].copy()) for i in range(len(h)) for j in range(len(g))]
 
 
 def _pick(z: Exprs, y: exp.Expression) -> exp.Expression:
@@ -187,14 +192,16 @@ REPRESENTATION_FORMS: dict[str, Callable[[Node, list[Exprs], LowerContext], Expr
     "matmul_t": _matmul_t,
     "outer": _outer,
     "rowmax": lambda n, a, c: [greatest([e.copy() for e in a[0]])],
-    "logsumexp": lambda n, a, c: [a[1][0].copy() + ln(total(fexp(e.copy() - a[1][0].copy()) for e in a[0]))],
+    "logsumexp": lambda n, a, c: [
+        plus(a[1][0].copy(), ln(total(fexp(minus(e.copy(), a[1][0].copy())) for e in a[0])))
+    ],
     "softmax_xent": _xent,
     "softmax_xent_grad": _xent_grad,
     "sigmoid_logloss": _logloss,
     "sigmoid_logloss_grad": lambda n, a, c: [_sigmoid(a[0][0].copy()) - a[1][0].copy()],
     "squared_error": lambda n, a, c: [paren(a[0][0].copy() - a[1][0].copy()) * paren(a[0][0] - a[1][0])],
     "squared_error_grad": lambda n, a, c: [num(2) * paren(a[0][0] - a[1][0])],
-    "scale": lambda n, a, c: [e.copy() * a[1][0].copy() for e in a[0]],
+    "scale": lambda n, a, c: [times(e.copy(), a[1][0].copy()) for e in a[0]],
     "add": lambda n, a, c: [x + y for x, y in zip(a[0], a[1], strict=True)],
     "one": lambda n, a, c: [num(1)],
 }

@@ -13,12 +13,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from functools import reduce
+from typing import TypeVar
 
 from sqlglot import exp
 
 from .errors import SpecError
 
 DOUBLE = exp.DataType.build("DOUBLE")
+E = TypeVar("E", bound=exp.Expression)
 
 
 def ident(name: str) -> exp.Identifier:
@@ -54,7 +56,7 @@ def num(value: float | int) -> exp.Expression:
         return exp.Neg(this=lit) if iv < 0 else lit
     text = repr(float(value))
     lit = exp.Literal.number(text.lstrip("-"))
-    cast = exp.Cast(this=lit, to=DOUBLE.copy())
+    cast = exp.Cast(this=lit, to=_double())
     return exp.Neg(this=cast) if text.startswith("-") else cast
 
 
@@ -102,6 +104,36 @@ def total(terms: Iterable[exp.Expression]) -> exp.Expression:
     return exp.Add(this=exp.Paren(this=total(items[:half])), expression=exp.Paren(this=total(items[half:])))
 
 
+def _binary(kind: type[exp.Binary], a: exp.Expression, b: exp.Expression) -> exp.Expression:
+    """``a <op> b`` exactly as sqlglot's operators build it (a binary operand is put in parentheses
+    unless either side already is of this kind), but with ``a`` and ``b`` themselves, not copies: give
+    operands built for this one use (the operators copy both, which on the dot products of a wide layer
+    copied every partial sum again)."""
+    if not isinstance(a, kind) and not isinstance(b, kind):
+        a = exp.Paren(this=a) if isinstance(a, exp.Binary) else a
+        b = exp.Paren(this=b) if isinstance(b, exp.Binary) else b
+    return kind(this=a, expression=b)
+
+
+def plus(a: exp.Expression, b: exp.Expression) -> exp.Expression:
+    """``a + b`` as ``a + b`` on expressions builds it, without copying the operands.
+
+    >>> plus(col("a"), col("b") * col("c")).sql()
+    '"a" + ("b" * "c")'
+    """
+    return _binary(exp.Add, a, b)
+
+
+def minus(a: exp.Expression, b: exp.Expression) -> exp.Expression:
+    """``a - b`` as ``a - b`` on expressions builds it, without copying the operands."""
+    return _binary(exp.Sub, a, b)
+
+
+def times(a: exp.Expression, b: exp.Expression) -> exp.Expression:
+    """``a * b`` as ``a * b`` on expressions builds it, without copying the operands."""
+    return _binary(exp.Mul, a, b)
+
+
 def case(ifs: Sequence[tuple[exp.Expression, exp.Expression]], default: exp.Expression | None) -> exp.Case:
     return exp.Case(ifs=[exp.If(this=c, true=t) for c, t in ifs], default=default)
 
@@ -141,8 +173,14 @@ def alias(e: exp.Expression, name: str) -> exp.Alias:
     return exp.Alias(this=e, alias=ident(name))
 
 
+def _double() -> exp.DataType:
+    """A fresh ``DOUBLE`` type node, as ``DOUBLE.copy()`` but without a deep copy (a wide model's
+    statements hold tens of thousands of them)."""
+    return exp.DataType(this=DOUBLE.this, nested=False)
+
+
 def to_double(e: exp.Expression) -> exp.Expression:
-    return exp.Cast(this=e, to=DOUBLE.copy())
+    return exp.Cast(this=e, to=_double())
 
 
 def fence_subqueries(statement: exp.Expression) -> exp.Expression:
@@ -169,11 +207,32 @@ def fence_subqueries(statement: exp.Expression) -> exp.Expression:
     return statement
 
 
+DISPOSABLE = "sqlgrad_disposable"
+"""Meta key of a statement built only to be rendered (:func:`disposable`)."""
+
+
+def disposable(statement: E) -> E:
+    """Mark a statement as built for rendering only, by the caller that built it: :func:`render` then
+    skips sqlglot's defensive copy of the whole tree before generating (seconds on the statements of
+    a wide model). The tree must not be used after rendering, except to render it again.
+
+    >>> st = disposable(exp.select(col("a")).from_(table("t")))
+    >>> render(st, "duckdb")
+    'SELECT "a" FROM "t"'
+    """
+    statement.meta[DISPOSABLE] = True
+    return statement
+
+
 def render(statement: exp.Expression, dialect: str, pretty: bool = False) -> str:
     """SQL text of a statement. sqlglot renders recursively; a query nested hundreds of levels deep (the
-    article's plan) is rendered in a thread with a large stack and a raised recursion limit."""
+    article's plan) is rendered in a thread with a large stack and a raised recursion limit.
+
+    sqlglot's generator may rewrite the tree it renders, so it renders a copy; a statement marked by
+    :func:`disposable` (and not part of a larger tree) is rendered in place."""
+    copy = not (statement.parent is None and statement.meta.get(DISPOSABLE))
     try:
-        return statement.sql(dialect=dialect, pretty=pretty)
+        return statement.sql(dialect=dialect, pretty=pretty, copy=copy)
     except RecursionError:
         pass
     import sys
@@ -186,7 +245,7 @@ def render(statement: exp.Expression, dialect: str, pretty: bool = False) -> str
         old = sys.getrecursionlimit()
         sys.setrecursionlimit(1_000_000)
         try:
-            out.append(statement.sql(dialect=dialect, pretty=pretty))
+            out.append(statement.sql(dialect=dialect, pretty=pretty, copy=copy))
         except BaseException as err:  # re-raised in the caller's thread
             errors.append(err)
         finally:

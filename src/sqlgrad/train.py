@@ -312,7 +312,8 @@ def train(
             # the last row carries (the training statements join the schedule with an inner join)
             create_values_table(engine, batch_table, BATCH_COLUMNS, schedule.rows(0, total + 1))
         program = TrainingProgram(spec, opt, engine.capabilities, batch_table=batch_table, weighted=weighted)
-        plan = choose(strategy, engine.capabilities, total, program)
+        per_update = min(batch_size, n_train) if batch_size is not None else n_train
+        plan = choose(strategy, engine.capabilities, total, program, rows=per_update)
         inp = PlanInput(program, train_table, weights, total, run)
         control.config = _run_config(
             src.label if src.query is None else src.query.sql(engine.capabilities.dialect),

@@ -33,6 +33,8 @@ PLANS: dict[str, Plan] = {
 STRATEGIES = ("auto", *PLANS)
 
 __all__ = [
+    "LONG_BELOW_ROWS",
+    "LONG_BELOW_ROWS_WITH_STATE",
     "PLANS",
     "STRATEGIES",
     "Plan",
@@ -48,13 +50,18 @@ __all__ = [
 
 
 def choose(
-    strategy: str, caps: Capabilities, iterations: int, program: TrainingProgram | None = None
+    strategy: str,
+    caps: Capabilities,
+    iterations: int,
+    program: TrainingProgram | None = None,
+    rows: int | None = None,
 ) -> Plan:
     """The plan for a strategy name; ``auto`` takes ``recursive`` where the engine runs an aggregate in a
     recursive term without a cap that the run would pass, and ``stepwise`` otherwise; and ``long`` when
     ``program`` is too wide for that plan on this engine (:func:`width_problem`) or has enough
-    parameters for ``long`` to be measured faster (:func:`long_is_faster`). A wide strategy forced on a
-    model too wide for the engine is a :class:`~sqlgrad.errors.UsageError`.
+    parameters, on few enough ``rows`` per update (the training rows, or the batch size), for ``long``
+    to be measured faster (:func:`long_is_faster`). A wide strategy forced on a model too wide for the
+    engine is a :class:`~sqlgrad.errors.UsageError`.
 
     On DuckDB 2.0 the recursive statement was 2.3x faster per iteration than stepwise on the article's
     network at 100k rows, and stays flat in memory over 1,000 iterations (``docs/strategies.md``).
@@ -67,6 +74,10 @@ def choose(
     'long'
     >>> choose("auto", Capabilities("duckdb", recursive_step="cross"), 10).name
     'recursive'
+    >>> duckdb = Capabilities("duckdb", recursive_step="cross", long_from_params=1000)
+    >>> program = TrainingProgram(wide, GradientDescent(0.1), duckdb)
+    >>> [choose("auto", duckdb, 10, program, rows).name for rows in (None, 1_000, 100_000)]
+    ['long', 'long', 'recursive']
     """
     if strategy == "auto":
         ok = caps.recursive_cte and caps.recursive_step is not None
@@ -75,7 +86,7 @@ def choose(
         else:
             plan = PLANS["stepwise"]
         if program is not None and (
-            width_problem(plan.name, program, caps, iterations) or long_is_faster(program, caps)
+            long_is_faster(program, caps, rows) or width_problem(plan.name, program, caps, iterations)
         ):
             return PLANS["long"]
         return plan
@@ -89,10 +100,28 @@ def choose(
     return plan
 
 
-def long_is_faster(program: TrainingProgram, caps: Capabilities) -> bool:
+LONG_BELOW_ROWS = 20_000
+"""With gradient descent, ``auto`` gives a network to ``long`` for speed (:func:`long_is_faster`) only
+when an update reads fewer rows than this. The long plan's joins cost rows x parameters with a large
+constant; the wide form's planning does not grow with the rows. Measured on DuckDB 2.0.1
+(``docs/strategies.md``): ``long`` won at 1,000 rows from about 1,000 parameters, the wide form at
+20,000 rows for every network measured (up to 2,410 parameters: 9.0 s against 23.2 s for 5 updates) and
+at 100,000 rows on the benchmark's 64-32-10 and 32-64-64-2 networks (2,410 and 6,402 parameters: 4x to
+5x faster per update)."""
+
+LONG_BELOW_ROWS_WITH_STATE = 100_000
+"""The same for an optimizer with state, whose wide form carries a column per state value and longer
+updates: measured with Adam on DuckDB 2.0.1, the 64-32-10 network (2,410 parameters) ran 5 updates in
+6.6 s ``long`` against 17.6 s wide on 20,000 rows, and in 81 s against 24 s on 100,000 rows (smaller
+networks on 20,000 rows: the wide form 1.3x faster at 1,238 parameters, 2x at 608)."""
+
+
+def long_is_faster(program: TrainingProgram, caps: Capabilities, rows: int | None = None) -> bool:
     """Whether the network has enough parameters for ``long`` to beat the wide form on this engine:
     ``Capabilities.long_from_params`` for gradient descent, ``long_from_params_with_state`` for an
-    optimizer with state (measured by ``benchmarks/long.py --sweep``).
+    optimizer with state (measured by ``benchmarks/long.py --sweep``), and, when the number of ``rows``
+    an update reads is given (the training rows, or the batch size), fewer than :data:`LONG_BELOW_ROWS`
+    (:data:`LONG_BELOW_ROWS_WITH_STATE` with state) of them.
 
     >>> from sqlgrad.optim import Adam, GradientDescent
     >>> from sqlgrad.spec import ModelSpec
@@ -103,8 +132,15 @@ def long_is_faster(program: TrainingProgram, caps: Capabilities) -> bool:
     [False, False, True]
     >>> [long_is_faster(net(h, Adam(0.1)), caps) for h in (2, 20, 60)]
     [False, True, True]
+    >>> [long_is_faster(net(60, GradientDescent(0.1)), caps, rows) for rows in (1_000, 20_000)]
+    [True, False]
+    >>> [long_is_faster(net(60, Adam(0.1)), caps, rows) for rows in (20_000, 100_000)]
+    [True, False]
     """
-    limit = caps.long_from_params_with_state if program.optimizer.state else caps.long_from_params
+    stateful = bool(program.optimizer.state)
+    if rows is not None and rows >= (LONG_BELOW_ROWS_WITH_STATE if stateful else LONG_BELOW_ROWS):
+        return False
+    limit = caps.long_from_params_with_state if stateful else caps.long_from_params
     return limit is not None and len(program.param_columns) >= limit
 
 
@@ -119,8 +155,8 @@ def width_problem(
     also stores the row in a table; ``nested`` carries the parameters and their window sums side by side
     with one loss column per iteration. ``long`` always fits.
     """
-    if strategy == "long":
-        return None
+    if strategy == "long" or (caps.max_select_columns is None and caps.max_table_columns is None):
+        return None  # without counting: that stages the wide program (seconds for a wide network)
     select, tbl = wide_columns(program)
     if strategy == "nested":
         select = len(program.data_columns) + 2 * len(program.param_columns) + iterations + 2

@@ -44,7 +44,7 @@ from ..lowering import leaf_columns, stage
 from ..optim import add, div, mul
 from ..relational import RID, Lowered, V, lower
 from ..spec import Weights
-from ..sqlexpr import alias, col, ident, num, paren, table, to_double, total
+from ..sqlexpr import alias, col, disposable, ident, num, paren, table, to_double, total
 from .base import Plan, PlanInput, Progress, check_history
 from .program import ITERATION, LOSS, LOSS_SUM, N_ROWS, ROW_KEY, SAMPLE_WEIGHT, TrainingProgram
 
@@ -215,7 +215,7 @@ class LongPlan(Plan):
         update that failed between its statements where DDL does not roll back (MariaDB)."""
         for name in [*self._names(inp).values(), f"{inp.table_name('state')}_next"]:
             with contextlib.suppress(Exception):
-                engine.drop_table(name)
+                engine.drop_work_table(name)
 
     teardown = release
 
@@ -432,8 +432,8 @@ class LongPlan(Plan):
         (Spark) they are appended to it."""
         caps = inp.program.capabilities
         if not caps.mutable_tables:
-            return [self.step_insert(inp, state)]
-        return self._swap(caps, inp, state)
+            return [disposable(self.step_insert(inp, state))]
+        return [disposable(st) for st in self._swap(caps, inp, state)]
 
     def _swap(self, caps: Capabilities, inp: PlanInput, state: str) -> list[exp.Expression]:
         """``CREATE TEMPORARY TABLE <state>_next AS <step_query>``, ``DROP TABLE <state>``, ``ALTER

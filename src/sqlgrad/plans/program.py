@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import pairwise
 
 import numpy as np
@@ -83,9 +84,21 @@ class TrainingProgram:
             self.data_columns.append(ROW_KEY)
         self.extra_columns: list[str] = [SAMPLE_WEIGHT] if self.weighted else []
         self.data_columns.extend(self.extra_columns)
+
+    # The staged column expressions of the one-column-per-parameter plans are built on first use: a run
+    # that ``auto`` gives to the long plan never builds them (``docs/benchmarks.md``: 1.8 s for the
+    # 64-32-10 network and 3.3 s for 32-64-64-2 while the lowering copied its operands).
+
+    @cached_property
+    def train_stages(self) -> Staged:
+        """The forward pass, the loss and every parameter's gradient, staged in levels (wide plans)."""
         roots = [self.graph.loss, *(self.graph.grads[p] for p in self.param_leaves)]
-        self.train_stages: Staged = stage(roots, native_tanh=self.capabilities.native_tanh)
-        self.loss_stages: Staged = stage([self.graph.loss], native_tanh=self.capabilities.native_tanh)
+        return stage(roots, native_tanh=self.capabilities.native_tanh)
+
+    @cached_property
+    def loss_stages(self) -> Staged:
+        """The forward pass and the loss only, staged (the wide form of the loss query)."""
+        return stage([self.graph.loss], native_tanh=self.capabilities.native_tanh)
 
     # --- rows of parameters -------------------------------------------------------------------------
 
@@ -144,22 +157,25 @@ class TrainingProgram:
         """Every data row beside the parameters: ``data CROSS JOIN params``, or, when ``params`` is the
         alias of an outer row (a LATERAL subquery), the data with that row's columns. In a mini-batch
         run only the rows of the update's batch take part (:meth:`batch_filter`)."""
+        # built in place (copy=False): the select list holds a column per parameter; ``params`` and
+        # ``where`` are the caller's, so copied once
+        where = where.copy() if where is not None else None
         if isinstance(params, str):
             base = exp.select(
                 *(col(c, "d") for c in self.data_columns), *(col(c, params) for c in self.param_columns)
-            ).from_(_as(data, "d"))
+            ).from_(_as(data, "d"), copy=False)
         else:
             base = (
                 exp.select(
                     *(col(c, "d") for c in self.data_columns), *(col(c, "q") for c in self.param_columns)
                 )
-                .from_(_as(data, "d"))
-                .join(_as(params, "q"), join_type="cross")
+                .from_(_as(data, "d"), copy=False)
+                .join(_as(params, "q"), join_type="cross", copy=False)
             )
         if batched and self.batch_table is not None:
             cond = self.batch_filter(params if isinstance(params, str) else "q")
-            where = cond if where is None else exp.and_(where, cond)
-        return base.where(where) if where is not None else base
+            where = cond if where is None else exp.and_(where, cond, copy=False)
+        return base.where(where, copy=False) if where is not None else base
 
     def batch_join(self, prev: str) -> tuple[exp.Expression, exp.Expression]:
         """The schedule table aliased ``s`` and the condition ``s.iteration = prev.iteration + 1``: the
@@ -272,11 +288,12 @@ class TrainingProgram:
         if lateral:
             grads = self.gradient_select(data, "p", _requalify(where, "p"))
             joined: exp.Expression = exp.Lateral(
-                this=grads.subquery(), alias=exp.TableAlias(this=exp.to_identifier("g", quoted=True))
+                this=grads.subquery(copy=False),
+                alias=exp.TableAlias(this=exp.to_identifier("g", quoted=True)),
             )
         else:
-            grads = self.gradient_select(data, prev.copy(), _requalify(where, "q"))
-            joined = _as(grads.subquery(), "g")
+            grads = self.gradient_select(data, prev, _requalify(where, "q"))
+            joined = _as(grads.subquery(copy=False), "g", copy=False)
         # built in place (copy=False): the update expressions are large and copying them is costly
         select = exp.Select(expressions=self.update_exprs("p", "g")).from_(_as(prev, "p"), copy=False)
         select = select.join(joined, join_type="cross", copy=False)
@@ -290,7 +307,7 @@ class TrainingProgram:
         st = self.loss_stages
         weight = col(SAMPLE_WEIGHT) if self.weighted else None
         inner = st.build(
-            self._data_with_params(data, params.copy(), None, batched=False),
+            self._data_with_params(data, params, None, batched=False),
             [
                 alias(exp.Sum(this=_weighted(st.exprs(self.graph.loss)[0], weight)), LOSS_SUM),
                 alias(self._count(weight), N_ROWS),
@@ -299,8 +316,8 @@ class TrainingProgram:
         )
         return (
             exp.select(alias(self.loss_expr("g", "p"), LOSS))
-            .from_(_as(params, "p"))
-            .join(_as(inner.subquery(), "g"), join_type="cross")
+            .from_(_as(params, "p"), copy=False)
+            .join(_as(inner.subquery(copy=False), "g", copy=False), join_type="cross", copy=False)
         )
 
 
@@ -331,10 +348,14 @@ def unflatten(spec: ModelSpec, values: list[float]) -> Weights:
     return weights
 
 
-def _as(rel: exp.Expression, name: str) -> exp.Expression:
-    rel = rel.copy()
+def _as(rel: exp.Expression, name: str, copy: bool = True) -> exp.Expression:
+    """``rel`` (a table, a subquery or a select, made a subquery) aliased ``name``: a copy, or ``rel``
+    itself when ``copy`` is False (a relation built for this one use: copying a gradient aggregate of a
+    wide model costs seconds)."""
+    if copy:
+        rel = rel.copy()
     if isinstance(rel, exp.Select):
-        rel = rel.subquery()
+        rel = rel.subquery(copy=False)
     rel.set("alias", exp.TableAlias(this=exp.to_identifier(name, quoted=True)))
     return rel
 

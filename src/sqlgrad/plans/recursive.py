@@ -11,7 +11,7 @@ from sqlglot import exp
 
 from ..engines.base import Engine
 from ..errors import UsageError
-from ..sqlexpr import col, num, table
+from ..sqlexpr import col, disposable, num, table
 from .base import Plan, PlanInput, PlanResult, Progress, at_iteration, check_history, keep_only
 from .program import ITERATION, LOSS
 
@@ -29,14 +29,15 @@ class RecursivePlan(Plan):
         lateral = prog.capabilities.recursive_step == "lateral"
         step = prog.step_select(inp.data, table(cte_name), more, lateral=lateral)
         first = anchor if anchor is not None else prog.init_select(inp.init)
-        body = exp.union(first, step, distinct=False)
+        # both sides are built for this statement: no copies (the step of a wide model is large)
+        body = exp.union(first, step, distinct=False, copy=False)
         cte = exp.CTE(this=body, alias=exp.TableAlias(this=exp.to_identifier(cte_name, quoted=True)))
         query = exp.select(exp.Star()).from_(table(cte_name)).order_by(col(ITERATION))
         query.set("with_", exp.With(expressions=[cte], recursive=True))
         return query
 
     def statements(self, inp: PlanInput) -> list[exp.Expression]:
-        return [self.query(inp)]
+        return [disposable(self.query(inp))]
 
     def _check(self, engine: Engine, count: int) -> None:
         caps = engine.capabilities
@@ -53,7 +54,7 @@ class RecursivePlan(Plan):
         """One statement from the initial literals, the rows read back directly."""
         self._check(engine, inp.iterations)
         engine.allow_recursion(inp.iterations)
-        rows = engine.query(self.query(inp))
+        rows = engine.query(disposable(self.query(inp)))
         history = [(int(r[0]) - 1, r[1]) for r in rows[1:]]
         check_history(history, inp.iterations)
         last = rows[-1]
@@ -81,7 +82,7 @@ class RecursivePlan(Plan):
             exp.GT(this=col(ITERATION), expression=num(start)), copy=False
         )
         query.set("order", None)
-        engine.execute(exp.insert(query, table(state)))
+        engine.execute(disposable(exp.insert(query, table(state), copy=False)))
         rows = engine.query(
             exp.select(col(ITERATION), col(LOSS))
             .from_(table(state))

@@ -11,7 +11,7 @@ from sqlglot import exp
 
 from ..data import create_temp_table
 from ..engines.base import Engine
-from ..sqlexpr import col, table
+from ..sqlexpr import col, disposable, table
 from .base import Plan, PlanInput, Progress, at_iteration, check_history, keep_only
 from .program import ITERATION, LOSS
 
@@ -25,9 +25,10 @@ class StepwisePlan(Plan):
         the only row of ``state``, then delete the old one. The same statements serve every update:
         they are built and rendered once."""
         latest = exp.select(exp.Max(this=col(ITERATION))).from_(table(state)).subquery()
-        insert = exp.insert(inp.program.step_select(inp.data, table(state)), table(state))
+        # built for one rendering: neither copied by the builders nor before rendering
+        insert = exp.insert(inp.program.step_select(inp.data, table(state)), table(state), copy=False)
         drop_old = exp.delete(table(state), where=exp.LT(this=col(ITERATION), expression=latest))
-        return [insert, drop_old]
+        return [disposable(insert), disposable(drop_old)]
 
     def statements(self, inp: PlanInput) -> list[exp.Expression]:
         state = inp.table_name("state")
@@ -67,9 +68,8 @@ class StepwisePlan(Plan):
         prog = inp.program
         history: list[tuple[int, float]] = []
         for k in range(start, start + count):
-            engine.execute(
-                exp.insert(prog.step_select(inp.data, table(state), at_iteration(k)), table(state))
-            )
+            step = prog.step_select(inp.data, table(state), at_iteration(k))
+            engine.execute(disposable(exp.insert(step, table(state), copy=False)))
             loss = engine.scalar(exp.select(col(LOSS)).from_(table(state)).where(at_iteration(k + 1)))
             check_history([(k, loss)], 1)
             history.append((k, loss))
