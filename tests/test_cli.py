@@ -430,3 +430,20 @@ def test_a_loss_that_grows_is_reported(tmp_path, capsys):
     assert any("training diverged" in n for n in json.loads(m.read_text())["training"]["notes"])
     code, _, err = run([*argv, "--lr", "0.3"], capsys)
     assert code == 0 and "diverged" not in err
+
+
+ARTICLE = os.path.join(os.path.dirname(__file__), "..", "examples", "article")
+
+
+@pytest.mark.parametrize("strategy", ["recursive", "stepwise", "nested", "long"])
+def test_training_sql_of_an_initial_weights_file(strategy, capsys):
+    """An initial-weights file has no class labels: its classes are the indices 0..k-1 (once an
+    AssertionError reached the user here)."""
+    init = os.path.join(ARTICLE, "init.json")
+    argv = ["sql", init, "--train", "--strategy", strategy, "--iterations", "2", "--json"]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    statements = json.loads(out)["statements"]
+    assert "CASE WHEN" in statements[0]  # the label index of y
+    for text in statements:
+        sqlglot.parse_one(text, read="duckdb")

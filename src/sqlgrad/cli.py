@@ -651,7 +651,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
                     model.target or "y",
                     model.task,
                     model.head,
-                    model.classes,
+                    model.class_labels() if model.task == "classification" else None,
                     model.preprocessing,
                 ),
             )
