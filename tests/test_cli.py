@@ -228,6 +228,10 @@ def test_sql_prints_parseable_sql(points_csv, tmp_path, capsys, dialect, what):
         == 0
     )
     code, out, err = run(["sql", m, "--dialect", dialect, *what], capsys)
+    if "recursive" in what and dialect in ("bigquery", "sqlite", "mysql", "trino"):
+        # the SQL printed is the SQL the engine runs: these refuse an aggregate in a recursive term
+        _one_line_error(code, out, err, 2, f"{dialect} cannot run the recursive plan", "stepwise")
+        return
     assert code == 0, err
     statements = [s for s in sqlglot.parse(out, read=dialect) if s is not None]
     assert statements

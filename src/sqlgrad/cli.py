@@ -625,7 +625,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from sqlglot.errors import SqlglotError
 
     from .data import DataSource, create_temp_table, prepare_select
-    from .engines.base import Capabilities
+    from .engines import ENGINE_CLASSES, capabilities_for
     from .optim import optimizer_from_training
     from .plans import PLANS, PlanInput, TrainingProgram
     from .sqlexpr import render
@@ -633,12 +633,15 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from .train import view_statement
 
     model = resolve_model(args.model, args.db)
-    caps = Capabilities(dialect=args.dialect, native_tanh=args.dialect not in ("mysql", "sqlite"))
+    caps = capabilities_for(args.dialect)  # the SQL that engine would run
     src = DataSource(parts=tuple(args.table.split(".")))
     if args.train:
         if args.iterations < 1:
             raise UsageError("--iterations must be >= 1")
         # the optimizer, its hyperparameters and schedule recorded in the model (gradient descent if none)
+        unable = PLANS[args.strategy].problem(caps, args.iterations)
+        if unable and args.dialect in ENGINE_CLASSES:  # SQL that engine would refuse: say so instead
+            raise UsageError(unable)
         program = TrainingProgram(model.spec, optimizer_from_training(model.training, args.lr), caps)
         prepared = "sqlgrad_run_data"
         features = model.features or [f"x{i}" for i in range(model.spec.n_inputs)]
@@ -659,7 +662,13 @@ def cmd_sql(args: argparse.Namespace) -> int:
         inp = PlanInput(program, prepared, model.weights, args.iterations, "sqlgrad_run")
         statements += PLANS[args.strategy].statements(inp)
         last = args.iterations - 1
-        comment = {"stepwise": f"-- the last three statements run once per iteration (k = 0 .. {last})"}
+        per_update = len(statements) - 2  # after the prepared data and the state table
+        each = (
+            f"-- the last {per_update} statement(s) run once per update (k = 0 .. {last})"
+            if caps.mutable_tables
+            else f"-- the last statement runs once per update, with k = 0 .. {last} in place of 0"
+        )
+        comment = {"stepwise": each}
     else:
         features = model.features or [f"x{i}" for i in range(model.spec.n_inputs)]
         query = model.predict_select(features, src.relation(), native_tanh=caps.native_tanh)

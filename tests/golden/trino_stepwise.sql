@@ -212,6 +212,8 @@ CROSS JOIN (
                     "q"."b2_1"
                   FROM "sqlgrad_golden_data" AS "d"
                   CROSS JOIN "sqlgrad_golden_state" AS "q"
+                  WHERE
+                    "q"."iteration" = 0
                 ) AS s0
               ) AS s1
             ) AS s2
@@ -220,12 +222,6 @@ CROSS JOIN (
       ) AS s5
     ) AS s6
   ) AS s7
-) AS "g";
-
-DELETE FROM "sqlgrad_golden_state"
+) AS "g"
 WHERE
-  "iteration" < (
-    SELECT
-      MAX("iteration")
-    FROM "sqlgrad_golden_state"
-  );
+  "p"."iteration" = 0;

@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import EngineError
 from .base import Capabilities, Column, Engine
 
-__all__ = ["Capabilities", "Column", "Engine", "connect"]
+__all__ = ["Capabilities", "Column", "Engine", "capabilities_for", "connect"]
 
 
 def connect(url: str | Engine | Any | None = None) -> Engine:
@@ -86,6 +86,35 @@ def connect(url: str | Engine | Any | None = None) -> Engine:
         "trino://user@host:port/catalog/schema"
     )
     raise EngineError(f"unsupported database URL {url!r}; supported: {known}")
+
+
+ENGINE_CLASSES = {
+    "duckdb": ("duckdb", "DuckDBEngine"),
+    "sqlite": ("sqlite", "SQLiteEngine"),
+    "postgres": ("postgres", "PostgresEngine"),
+    "mysql": ("mysql", "MySQLEngine"),
+    "spark": ("spark", "SparkEngine"),
+    "bigquery": ("bigquery", "BigQueryEngine"),
+    "trino": ("trino", "TrinoEngine"),
+}
+"""sqlglot dialect -> (module, class) of the engine that speaks it."""
+
+
+def capabilities_for(dialect: str) -> Capabilities:
+    """The declared capabilities of the engine for a sqlglot dialect (no connection, no driver), or
+    generic ones for a dialect that no engine of sqlgrad speaks.
+
+    >>> capabilities_for("postgres").recursive_step, capabilities_for("spark").mutable_tables
+    ('lateral', False)
+    >>> capabilities_for("snowflake").dialect
+    'snowflake'
+    """
+    import importlib
+
+    if dialect not in ENGINE_CLASSES:
+        return Capabilities(dialect=dialect)
+    module, name = ENGINE_CLASSES[dialect]
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name).capabilities
 
 
 def _wrap(connection: Any) -> Engine:

@@ -94,6 +94,9 @@ def choose(
         plan = PLANS[strategy]
     except KeyError:
         raise UsageError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}") from None
+    unable = plan.problem(caps, iterations)
+    if unable:
+        raise UsageError(unable)
     problem = width_problem(plan.name, program, caps, iterations) if program is not None else None
     if problem:
         raise UsageError(f"{problem}; use --strategy long (parameters as rows, no column limit)")

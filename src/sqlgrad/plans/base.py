@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from ..batches import work_table
-from ..engines.base import Engine
+from ..engines.base import Capabilities, Engine
 from ..errors import EngineError, TrainingError
 from ..spec import Weights
 from ..sqlexpr import col, num, table
@@ -65,6 +65,11 @@ class Plan:
     def statements(self, inp: PlanInput) -> list[exp.Expression]:
         """The statements this plan issues (for reading; repeated ones shown once)."""
         raise NotImplementedError
+
+    def problem(self, caps: Capabilities, iterations: int) -> str | None:
+        """Why an engine with these capabilities cannot run this plan for ``iterations`` updates, or
+        None (the default: every engine can)."""
+        return None
 
     def advance(
         self,

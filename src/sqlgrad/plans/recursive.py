@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from ..engines.base import Engine
+from ..engines.base import Capabilities, Engine
 from ..errors import UsageError
 from ..sqlexpr import col, disposable, num, table
 from .base import Plan, PlanInput, PlanResult, Progress, at_iteration, check_history, keep_only
@@ -39,16 +39,21 @@ class RecursivePlan(Plan):
     def statements(self, inp: PlanInput) -> list[exp.Expression]:
         return [disposable(self.query(inp))]
 
-    def _check(self, engine: Engine, count: int) -> None:
-        caps = engine.capabilities
+    def problem(self, caps: Capabilities, iterations: int) -> str | None:
         if not (caps.recursive_cte and caps.recursive_step):
-            raise UsageError(
-                f"{engine.url}: this engine cannot run the recursive plan; use --strategy stepwise"
+            return (
+                f"{caps.dialect} cannot run the recursive plan (no aggregate in a recursive term); use "
+                "--strategy stepwise"
             )
-        if caps.recursion_limit is not None and count > caps.recursion_limit:
-            raise UsageError(
-                f"{count} iterations exceed this engine's recursion limit of {caps.recursion_limit}"
-            )
+        if caps.recursion_limit is not None and iterations > caps.recursion_limit:
+            limit = caps.recursion_limit
+            return f"{iterations} iterations exceed {caps.dialect}'s recursion limit of {limit}"
+        return None
+
+    def _check(self, engine: Engine, count: int) -> None:
+        problem = self.problem(engine.capabilities, count)
+        if problem:
+            raise UsageError(f"{engine.url}: {problem}")
 
     def run(self, engine: Engine, inp: PlanInput, progress: Progress | None = None) -> PlanResult:
         """One statement from the initial literals, the rows read back directly."""

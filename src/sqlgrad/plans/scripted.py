@@ -24,7 +24,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from ..data import create_temp_table
-from ..engines.base import Engine
+from ..engines.base import Capabilities, Engine
 from ..errors import UsageError
 from ..sqlexpr import col, num, table
 from .base import Plan, PlanInput, Progress, keep_only
@@ -69,6 +69,14 @@ class ScriptedPlan(Plan):
             .where(exp.GT(this=col(ITERATION), expression=num(start)))
             .order_by(col(ITERATION))
         )
+
+    def problem(self, caps: Capabilities, iterations: int) -> str | None:
+        if caps.scripting not in LANGUAGES:
+            return (
+                "the scripted plan needs an engine with scripting (PostgreSQL PL/pgSQL, BigQuery); use "
+                "--strategy stepwise"
+            )
+        return None
 
     def statements(self, inp: PlanInput) -> list[exp.Expression]:
         state = inp.table_name("state")
@@ -155,13 +163,10 @@ class ScriptedPlan(Plan):
 
 
 def _language(engine: Engine) -> str:
-    language = engine.capabilities.scripting
-    if language not in LANGUAGES:
-        raise UsageError(
-            f"{engine.url}: the scripted plan needs an engine with scripting (PostgreSQL PL/pgSQL, "
-            "BigQuery); use --strategy stepwise"
-        )
-    return str(language)
+    problem = ScriptedPlan().problem(engine.capabilities, 1)
+    if problem:
+        raise UsageError(f"{engine.url}: {problem}")
+    return str(engine.capabilities.scripting)
 
 
 def _dollar_tag(body: str) -> str:

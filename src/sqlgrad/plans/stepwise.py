@@ -31,8 +31,14 @@ class StepwisePlan(Plan):
         return [disposable(insert), disposable(drop_old)]
 
     def statements(self, inp: PlanInput) -> list[exp.Expression]:
+        """What a run executes: the state table, then the statements of one update (those of update
+        ``k = 0`` where tables take no DELETE: each update appends the row of ``k + 1``)."""
         state = inp.table_name("state")
-        return [work_table_statement(state, inp), *self.step(inp, state)]
+        caps = inp.program.capabilities
+        if not caps.mutable_tables:
+            step = inp.program.step_select(inp.data, table(state), at_iteration(0))
+            return [state_table_statement(state, inp), exp.insert(step, table(state), copy=False)]
+        return [state_table_statement(state, inp), *self.step(inp, state)]
 
     def advance(
         self,
@@ -78,6 +84,11 @@ class StepwisePlan(Plan):
         return history
 
 
-def work_table_statement(name: str, inp: PlanInput) -> exp.Expression:
-    """The state table's creation, as shown by ``sqlgrad sql --train``."""
-    return create_temp_table(name, inp.program.init_select(inp.init))
+def state_table_statement(name: str, inp: PlanInput) -> exp.Expression:
+    """The state table's creation, as a run makes it (:func:`~sqlgrad.batches.work_table`): temporary
+    where temporary tables take DELETE, else a plain table of the run."""
+    caps = inp.program.capabilities
+    first = inp.program.init_select(inp.init)
+    if caps.temp_tables and caps.mutable_tables:
+        return create_temp_table(name, first)
+    return exp.Create(this=table(name), kind="TABLE", expression=first)
