@@ -263,5 +263,12 @@ def test_duckdb_settings_in_the_url(tmp_path):
     with sqlgrad.connect(f"duckdb:///{tmp_path / 'b.db'}?memory_limit=100MB&threads=1") as eng:
         limit, threads = eng.query("SELECT current_setting('memory_limit'), current_setting('threads')")[0]
         assert threads == 1 and limit.startswith(("95", "100"))
+        # one thread: nothing to gain from stepwise's parallel statements, recursive stays auto's choice
+        assert eng.capabilities.stepwise_from_rows is None
         model = sqlgrad.train(frame(), "label", features=["x 1", "x2"], db=eng, iterations=3)
     assert model.training["engine"] == "duckdb"
+
+
+def test_duckdb_with_threads_keeps_the_stepwise_rule():
+    with sqlgrad.connect("duckdb://?threads=2") as eng:
+        assert eng.capabilities.stepwise_from_rows == 300_000

@@ -66,6 +66,9 @@ class Capabilities:
             cleaning up can never drop a user's table of the same name.
         overflow_errors: fragments of the engine's error messages for a double overflow (engines that
             raise instead of returning infinity): a training statement failing so has diverged.
+        stepwise_from_rows: from this many rows per update ``auto`` prefers one statement per update to
+            the recursive statement, for an engine that runs the recursive statement's updates on one
+            thread and the stepwise statements on all of them (measured on DuckDB).
     """
 
     dialect: str
@@ -90,6 +93,7 @@ class Capabilities:
     long_from_params_with_state: int | None = None
     temp_schema: str | None = None
     overflow_errors: tuple[str, ...] = ()
+    stepwise_from_rows: int | None = None
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -19,7 +20,8 @@ class DuckDBEngine(Engine):
     seen up to 1,000,000 iterations; 2,500 columns fine; literals like ``0.0105101`` are DECIMAL (so
     every literal is cast to DOUBLE); the article's nested query is refused past an expression depth
     of 1,000. From about 1,000 parameters (200 with Adam) the long plan trained faster than the wide
-    form (``long_from_params``; ``docs/strategies.md``).
+    form (``long_from_params``; ``docs/strategies.md``). The recursive statement's updates run on one
+    thread, so from 300,000 rows per update ``auto`` takes stepwise (``stepwise_from_rows``).
     """
 
     capabilities = Capabilities(
@@ -39,6 +41,12 @@ class DuckDBEngine(Engine):
         reads_files=True,
         long_from_params=1000,
         long_from_params_with_state=200,
+        # a recursive CTE whose working set is one row runs its updates on one thread (DuckDB's recursive
+        # runtime executes inline for a small frontier), the stepwise statements on all threads: measured
+        # on the article's network with 2 threads (benchmarks: docs/strategies.md), recursive and stepwise
+        # tie at 300k rows; at 1M stepwise took 0.37x numpy's time, recursive 0.58x (0.56x and 0.62x
+        # with threads=1: then recursive is the faster one at every size)
+        stepwise_from_rows=300_000,
     )
 
     def __init__(self, url: str = "duckdb://", connection: Any | None = None) -> None:
@@ -48,13 +56,16 @@ class DuckDBEngine(Engine):
         if connection is not None:
             self._con = connection
             self._owned = False
-            return
-        path, config = _path_from_url(url)
-        try:
-            self._con = duckdb.connect(path, config=config)
-        except Exception as err:
-            raise EngineError(f"cannot open DuckDB database {path!r}: {_first_line(err)}") from err
-        self._owned = True
+        else:
+            path, config = _path_from_url(url)
+            try:
+                self._con = duckdb.connect(path, config=config)
+            except Exception as err:
+                raise EngineError(f"cannot open DuckDB database {path!r}: {_first_line(err)}") from err
+            self._owned = True
+        if int(self.scalar("SELECT current_setting('threads')")) <= 1:
+            # one thread: stepwise gains nothing over the recursive statement, which stays the faster
+            self.capabilities = replace(type(self).capabilities, stepwise_from_rows=None)
 
     @property
     def connection(self) -> Any:

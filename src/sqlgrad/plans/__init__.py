@@ -57,7 +57,8 @@ def choose(
     rows: int | None = None,
 ) -> Plan:
     """The plan for a strategy name; ``auto`` takes ``recursive`` where the engine runs an aggregate in a
-    recursive term without a cap that the run would pass, and ``stepwise`` otherwise; and ``long`` when
+    recursive term without a cap that the run would pass (and ``rows`` per update are below the engine's
+    ``stepwise_from_rows``), and ``stepwise`` otherwise; and ``long`` when
     ``program`` is too wide for that plan on this engine (:func:`width_problem`) or has enough
     parameters, on few enough ``rows`` per update (the training rows, or the batch size), for ``long``
     to be measured faster (:func:`long_is_faster`). A wide strategy forced on a model too wide for the
@@ -78,10 +79,20 @@ def choose(
     >>> program = TrainingProgram(wide, GradientDescent(0.1), duckdb)
     >>> [choose("auto", duckdb, 10, program, rows).name for rows in (None, 1_000, 100_000)]
     ['long', 'long', 'recursive']
+
+    Where the engine runs a recursive statement's updates on one thread (``stepwise_from_rows``), many
+    rows per update go to ``stepwise``, which runs on all of them:
+
+    >>> article = ModelSpec(2, (2,), ("relu",), "softmax", 2)
+    >>> duckdb = Capabilities("duckdb", recursive_step="cross", stepwise_from_rows=300_000)
+    >>> program = TrainingProgram(article, GradientDescent(2.0), duckdb)
+    >>> [choose("auto", duckdb, 10, program, rows).name for rows in (100_000, 1_000_000)]
+    ['recursive', 'stepwise']
     """
     if strategy == "auto":
         ok = caps.recursive_cte and caps.recursive_step is not None
-        if ok and (caps.recursion_limit is None or iterations <= caps.recursion_limit):
+        many = rows is not None and caps.stepwise_from_rows is not None and rows >= caps.stepwise_from_rows
+        if ok and not many and (caps.recursion_limit is None or iterations <= caps.recursion_limit):
             plan = PLANS["recursive"]
         else:
             plan = PLANS["stepwise"]
