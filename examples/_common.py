@@ -174,6 +174,72 @@ def sklearn_classifier(clf, mlp, seconds: float, X_train, y_train, X_test, y_tes
     return side, pred
 
 
+def full_batch_classifier(
+    name: str,
+    args: argparse.Namespace,
+    cfg: dict,
+    l2: float,
+    arch: str,
+    source: str,
+    classes: list[str],
+    splits: Sequence[np.ndarray],
+    sqlgrad: dict,
+    sqlgrad_confusion: list[list[int]],
+    history: list[dict],
+    **settings_extra: Any,
+) -> None:
+    """The rest of a full-batch classification example once sqlgrad has trained and scored (iris, wine,
+    breast cancer): scikit-learn's MLP on the same split with the same settings, ``results.json`` and
+    the figure (loss curves, confusion matrices). ``source`` names the data set, ``classes`` the
+    labels; ``sqlgrad`` is ``results.json``'s ``sqlgrad`` part (:func:`sqlgrad_side`)."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X_train, X_test, y_train, y_test = splits
+    data = {
+        "source": source,
+        "train_rows": len(y_train),
+        "test_rows": len(y_test),
+        "features": X_train.shape[1],
+        "classes": classes,
+        "split": "stratified, 25% test",
+    }
+    # scikit-learn, same split, same architecture and settings: full batch, like sqlgrad
+    net = mlp(cfg, args.seed, batch=len(y_train), iterations=cfg["iterations"])
+    clf = make_pipeline(StandardScaler(), net)
+    sk_seconds = fit(clf, X_train, y_train)
+    sk_side, sk_pred = sklearn_classifier(
+        clf, net, sk_seconds, X_train, y_train, X_test, y_test, len(classes)
+    )
+    report = results(
+        name,
+        "classification",
+        args,
+        data,
+        arch,
+        settings(cfg, l2, **settings_extra),
+        sqlgrad=sqlgrad,
+        sklearn=sk_side,
+        confusion_matrix={
+            "labels": classes,
+            "sqlgrad": sqlgrad_confusion,
+            "sklearn": confusion(range(len(classes)), y_test.tolist(), sk_pred.tolist()),
+        },
+    )
+    curves = [
+        curve("sqlgrad (in SQL)", [h["iteration"] for h in history], [h["loss"] for h in history]),
+        curve("scikit-learn MLPClassifier", range(len(net.loss_curve_)), net.loss_curve_, "--"),
+    ]
+    plot = {
+        "size": [14, 4.5],
+        "loss": loss_panel(
+            report, curves, "iteration (full-batch Adam step)", "training loss (log loss + L2)"
+        ),
+        "panels": confusion_panels(report),
+    }
+    finish(report, plot, args.out)
+
+
 # --- results.json and the figure ---------------------------------------------------------------------------
 
 

@@ -68,8 +68,6 @@ def main() -> None:
 
     import duckdb
     from sklearn.datasets import load_iris
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     import sqlgrad as sg
 
@@ -111,50 +109,20 @@ def main() -> None:
                 f'SELECT {TARGET}, "{predicted}", COUNT(*) FROM iris_scored GROUP BY ALL'
             ).fetchall()
 
-    # scikit-learn, same split, same architecture and settings
-    mlp = common.mlp(cfg, args.seed, batch=n_train, iterations=cfg["iterations"])  # full batch, like sqlgrad
-    clf = make_pipeline(StandardScaler(), mlp)
-    sk_seconds = common.fit(clf, X_train, y_train)
-    sk_side, sk_pred = common.sklearn_classifier(
-        clf, mlp, sk_seconds, X_train, y_train, X_test, y_test, len(classes)
-    )
-
     test = {"accuracy": metrics["accuracy"], "log_loss": metrics["log_loss"]}
-    results = common.results(
+    common.full_batch_classifier(
         NAME,
-        "classification",
         args,
-        {
-            "source": "sklearn.datasets.load_iris",
-            "train_rows": n_train,
-            "test_rows": len(y_test),
-            "features": X.shape[1],
-            "classes": classes,
-            "split": "stratified, 25% test",
-        },
+        cfg,
+        l2,
         arch,
-        common.settings(cfg, l2),
-        sqlgrad=common.sqlgrad_side("command line", test, summary, sg_wall, "accuracy"),
-        sklearn=sk_side,
-        confusion_matrix={
-            "labels": classes,
-            "sqlgrad": common.confusion(classes, *zip(*counts, strict=True)),  # true, predicted, count
-            "sklearn": common.confusion(range(len(classes)), y_test.tolist(), sk_pred.tolist()),
-        },
+        "sklearn.datasets.load_iris",
+        classes,
+        (X_train, X_test, y_train, y_test),
+        common.sqlgrad_side("command line", test, summary, sg_wall, "accuracy"),
+        common.confusion(classes, *zip(*counts, strict=True)),  # true, predicted, count
+        model.history,
     )
-    history = model.history
-    curves = [
-        common.curve("sqlgrad (in SQL)", [h["iteration"] for h in history], [h["loss"] for h in history]),
-        common.curve("scikit-learn MLPClassifier", range(len(mlp.loss_curve_)), mlp.loss_curve_, "--"),
-    ]
-    plot = {
-        "size": [14, 4.5],
-        "loss": common.loss_panel(
-            results, curves, "iteration (full-batch Adam step)", "training loss (log loss + L2)"
-        ),
-        "panels": common.confusion_panels(results),
-    }
-    common.finish(results, plot, args.out)
 
 
 if __name__ == "__main__":

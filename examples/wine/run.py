@@ -42,8 +42,6 @@ def main() -> None:
 
     import duckdb
     from sklearn.datasets import load_wine
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     import sqlgrad
 
@@ -82,50 +80,20 @@ def main() -> None:
         names, rows = sqlgrad.predict(model, f"{NAME}_test", db=db)
     true_at, pred_at = names.index(TARGET), names.index(model.output_columns()[0])
 
-    # scikit-learn, same split, same architecture and settings
-    mlp = common.mlp(cfg, args.seed, batch=n_train, iterations=cfg["iterations"])  # full batch, like sqlgrad
-    clf = make_pipeline(StandardScaler(), mlp)
-    sk_seconds = common.fit(clf, X_train, y_train)
-    sk_side, sk_pred = common.sklearn_classifier(
-        clf, mlp, sk_seconds, X_train, y_train, X_test, y_test, len(classes)
-    )
-
     test = {"accuracy": metrics["accuracy"], "log_loss": metrics["log_loss"]}
-    results = common.results(
+    common.full_batch_classifier(
         NAME,
-        "classification",
         args,
-        {
-            "source": "sklearn.datasets.load_wine",
-            "train_rows": n_train,
-            "test_rows": len(y_test),
-            "features": X.shape[1],
-            "classes": classes,
-            "split": "stratified, 25% test",
-        },
+        cfg,
+        l2,
         arch,
-        common.settings(cfg, l2),
-        sqlgrad=common.sqlgrad_side("python api", test, model.training, sg_wall, "accuracy"),
-        sklearn=sk_side,
-        confusion_matrix={
-            "labels": classes,
-            "sqlgrad": common.confusion(classes, [r[true_at] for r in rows], [r[pred_at] for r in rows]),
-            "sklearn": common.confusion(range(len(classes)), y_test.tolist(), sk_pred.tolist()),
-        },
+        "sklearn.datasets.load_wine",
+        classes,
+        (X_train, X_test, y_train, y_test),
+        common.sqlgrad_side("python api", test, model.training, sg_wall, "accuracy"),
+        common.confusion(classes, [r[true_at] for r in rows], [r[pred_at] for r in rows]),
+        model.history,
     )
-    history = model.history
-    curves = [
-        common.curve("sqlgrad (in SQL)", [h["iteration"] for h in history], [h["loss"] for h in history]),
-        common.curve("scikit-learn MLPClassifier", range(len(mlp.loss_curve_)), mlp.loss_curve_, "--"),
-    ]
-    plot = {
-        "size": [14, 4.5],
-        "loss": common.loss_panel(
-            results, curves, "iteration (full-batch Adam step)", "training loss (log loss + L2)"
-        ),
-        "panels": common.confusion_panels(results),
-    }
-    common.finish(results, plot, args.out)
 
 
 if __name__ == "__main__":
