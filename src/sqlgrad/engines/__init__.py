@@ -52,34 +52,8 @@ def connect(url: str | Engine | Any | None = None) -> Engine:
         return _wrap(url)
     url = url or "duckdb://"
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme == "duckdb":
-        from .duckdb import DuckDBEngine
-
-        return DuckDBEngine(url)
-    if scheme == "sqlite":
-        from .sqlite import SQLiteEngine
-
-        return SQLiteEngine(url)
-    if scheme in ("postgresql", "postgres"):
-        from .postgres import PostgresEngine
-
-        return PostgresEngine(url)
-    if scheme in ("spark", "sc"):
-        from .spark import SparkEngine
-
-        return SparkEngine(url)
-    if scheme in ("mysql", "mariadb"):
-        from .mysql import MySQLEngine
-
-        return MySQLEngine(url)
-    if scheme == "bigquery":
-        from .bigquery import BigQueryEngine
-
-        return BigQueryEngine(url)
-    if scheme == "trino":
-        from .trino import TrinoEngine
-
-        return TrinoEngine(url)
+    if scheme in SCHEMES:
+        return engine_class(SCHEMES[scheme])(url)
     known = (
         "duckdb:// (in memory), duckdb:///file.db, sqlite:///file.db, postgresql://user@host:port/db, "
         "mysql://user@host:port/db, spark://local[2], sc://host:port, bigquery://project/dataset, "
@@ -87,6 +61,20 @@ def connect(url: str | Engine | Any | None = None) -> Engine:
     )
     raise EngineError(f"unsupported database URL {url!r}; supported: {known}")
 
+
+SCHEMES = {
+    "duckdb": "duckdb",
+    "sqlite": "sqlite",
+    "postgresql": "postgres",
+    "postgres": "postgres",
+    "spark": "spark",
+    "sc": "spark",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+    "bigquery": "bigquery",
+    "trino": "trino",
+}
+"""URL scheme -> the dialect of the engine it opens (:data:`ENGINE_CLASSES`)."""
 
 ENGINE_CLASSES = {
     "duckdb": ("duckdb", "DuckDBEngine"),
@@ -109,12 +97,18 @@ def capabilities_for(dialect: str) -> Capabilities:
     >>> capabilities_for("snowflake").dialect
     'snowflake'
     """
-    import importlib
-
     if dialect not in ENGINE_CLASSES:
         return Capabilities(dialect=dialect)
+    return engine_class(dialect).capabilities
+
+
+def engine_class(dialect: str) -> type[Engine]:
+    """The engine class for a dialect of :data:`ENGINE_CLASSES`, imported on first use (its driver is
+    imported only when an engine is opened)."""
+    import importlib
+
     module, name = ENGINE_CLASSES[dialect]
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name).capabilities
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 
 def _wrap(connection: Any) -> Engine:
