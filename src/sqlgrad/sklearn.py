@@ -378,10 +378,8 @@ def _temp_name(purpose: str) -> str:
 
 
 def _drop_quietly(engine: Engine, name: str) -> None:
-    # Built here rather than with Engine.drop_table, whose statement loses the table's name with
-    # sqlglot 30 (which reads the names of a DROP from ``tables``).
     with contextlib.suppress(Exception):
-        engine.execute(exp.Drop(tables=[table(name)], kind="TABLE", exists=True))
+        engine.drop_work_table(name)  # the table is temporary: never drops a permanent one of that name
 
 
 def load_table(engine: Engine, name: str, columns: dict[str, tuple[str, np.ndarray]]) -> None:
