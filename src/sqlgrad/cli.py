@@ -552,19 +552,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .train import predict
 
     model = resolve_model(args.model, args.db)
+    data = _data(args)
     if args.view:
         from .train import create_view
 
         if args.output:
             raise UsageError("--view creates a view in the database; it takes no --output")
-        sql = create_view(model, _data(args), args.view, db=args.db, replace=args.replace)
+        sql = create_view(model, data, args.view, db=args.db, replace=args.replace)
         shown = args.data if args.query is None else "the query"
         if args.json:
             print(json.dumps({"view": args.view, "data": shown, "sql": sql}, indent=1))
         else:
             print(f"created view {args.view} scoring {shown}")
         return 0
-    names, rows = predict(model, _data(args), db=args.db)
+    names, rows = predict(model, data, db=args.db)
     if args.output:
         try:
             fh = open(args.output, "w", newline="", encoding="utf-8")  # noqa: SIM115
@@ -597,9 +598,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         require_matplotlib()
     with connect(args.db) as engine:
         model = resolve_model(args.model, engine)
-        metrics = evaluate(model, _data(args), db=engine)
+        data = _data(args)
+        metrics = evaluate(model, data, db=engine)
         if args.plot:
-            _evaluate_plot(engine, model, _data(args), args.plot)
+            _evaluate_plot(engine, model, data, args.plot)
             metrics["plot"] = args.plot
     if args.json:
         print(json.dumps(metrics, indent=1))

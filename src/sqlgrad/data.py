@@ -72,6 +72,10 @@ INTEGER_CLASSIFICATION_LIMIT = 20
 """With ``--task auto``, an integer target with at most this many distinct values is a class label."""
 
 
+QUERY_ALIAS = "__sg_query"
+"""The derived table's name for a :class:`~sqlgrad.sources.Query` in the SQL generated around it."""
+
+
 @dataclass(frozen=True)
 class DataSource:
     """A relation to read: ``parts`` of a table name, a file ``path``, or a parsed ``query``
@@ -92,7 +96,7 @@ class DataSource:
         """A FROM-able sqlglot expression (a quoted table, a file-reading table function, or the
         query as a derived table)."""
         if self.query is not None:
-            name = exp.to_identifier("__sg_query", quoted=True)
+            name = exp.to_identifier(QUERY_ALIAS, quoted=True)
             return exp.Subquery(this=self.query.copy(), alias=exp.TableAlias(this=name))
         if self.path is not None:
             reader = FILE_READERS[os.path.splitext(self.path)[1].lower()]

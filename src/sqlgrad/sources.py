@@ -34,9 +34,6 @@ from .data import DataSource, copy_relation, resolve_source
 from .engines.base import Engine
 from .errors import DataError, EngineError, UsageError
 
-QUERY_ALIAS = "__sg_query"
-"""The derived table's name for a :class:`Query` in the SQL that sqlgrad generates around it."""
-
 _WRITES = (
     exp.DDL,
     exp.DML,
