@@ -28,9 +28,22 @@ def _init_model(spec, seed, features, target="y", classes=None, task="classifica
 
 
 def run_case(
-    engine, *, hidden, activation, head, strategy, iterations=8, lr=0.3, l2=1e-3, n=200, d=3, seed=0
+    engine,
+    *,
+    hidden,
+    activation,
+    head,
+    strategy,
+    iterations=8,
+    lr=0.3,
+    l2=1e-3,
+    n=200,
+    d=3,
+    seed=0,
+    classes=3,
+    optimizer="gd",
 ):
-    classes = 3 if head == "softmax" else 2
+    classes = classes if head == "softmax" else 2
     if head == "identity":
         X, y = make_regression(seed, n, d)
     else:
@@ -43,9 +56,22 @@ def run_case(
     task = "regression" if head == "identity" else "classification"
     labels = list(range(classes)) if task == "classification" else None
     init = _init_model(spec, seed + 1, features, classes=labels, task=task)
-    model = train("t", "y", init=init, lr=lr, l2=l2, iterations=iterations, strategy=strategy, db=engine)
+    model = train(
+        "t",
+        "y",
+        init=init,
+        lr=lr,
+        l2=l2,
+        iterations=iterations,
+        strategy=strategy,
+        db=engine,
+        optimizer=optimizer,
+    )
     yr = y.astype(float)
-    want, losses = R.train_gd(init.weights, acts, head, X, yr, lr, l2, iterations)
+    if optimizer == "gd":
+        want, losses = R.train_gd(init.weights, acts, head, X, yr, lr, l2, iterations)
+    else:
+        want, losses = R.train(init.weights, acts, head, X, yr, lr, iterations, l2=l2, optimizer=optimizer)
     return model, want, losses
 
 
@@ -94,13 +120,53 @@ def test_final_loss_is_loss_at_final_weights(engine):
     assert model.history[-1]["loss"] == pytest.approx(final, rel=1e-9)
 
 
+@pytest.mark.parametrize("strategy", ["recursive", "stepwise", "nested"])
+@pytest.mark.parametrize(
+    ("head", "activation"), [("softmax", "relu"), ("sigmoid", "tanh"), ("identity", "sigmoid")]
+)
+def test_wide_layers_as_list_dot_products(engine, strategy, head, activation):
+    """Layers wide enough for DuckDB's list dot products (12 -> 10 -> 9 -> 5 classes: every forward
+    product and the backward product through the 9-unit layer are ``list_inner_product`` calls; the
+    5-wide gradient stays scalar) train to the reference's weights."""
+    assert engine.capabilities.vector_dot is not None
+    model, want, losses = run_case(
+        engine,
+        hidden=[10, 9],
+        activation=activation,
+        head=head,
+        strategy=strategy,
+        iterations=3 if strategy == "nested" else 6,
+        d=12,
+        classes=5,
+    )
+    assert_weights_close(model.weights, want)
+    np.testing.assert_allclose([h["loss"] for h in model.history[:-1]], losses, rtol=1e-9)
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_wide_layers_with_optimizer_state(engine, optimizer):
+    model, want, _ = run_case(
+        engine,
+        hidden=[16],
+        activation="relu",
+        head="softmax",
+        strategy="recursive",
+        d=10,
+        classes=4,
+        lr=0.05,
+        iterations=5,
+        optimizer=optimizer,
+    )
+    assert_weights_close(model.weights, want)
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    n_inputs=st.integers(1, 4),
-    hidden=st.lists(st.integers(1, 4), min_size=0, max_size=3),
+    n_inputs=st.integers(1, 10),
+    hidden=st.lists(st.integers(1, 10), min_size=0, max_size=3),
     acts=st.lists(st.sampled_from(ACTIVATIONS), min_size=3, max_size=3),
     head=st.sampled_from(["softmax", "sigmoid", "identity"]),
-    classes=st.integers(2, 4),
+    classes=st.integers(2, 5),
     rows=st.integers(4, 40),
     iterations=st.integers(1, 5),
     seed=st.integers(0, 2**16),
@@ -136,3 +202,23 @@ def test_wide_layer_with_penalty_stays_below_expression_depth_limits(engine):
         engine, hidden=[300], activation="tanh", head="softmax", strategy="recursive", iterations=1, n=40, d=2
     )
     assert_weights_close(model.weights, want)
+
+
+def test_list_dot_products_only_where_declared_and_wide_enough():
+    """DuckDB's step of the 64-32-10 network multiplies through lists: 32 + 10 units forward and the
+    32 products flowing back through the output layer; the article's network and engines that declare no
+    ``vector_dot`` keep scalar products."""
+    from sqlgrad.engines import capabilities_for
+    from sqlgrad.optim import GradientDescent
+    from sqlgrad.plans import TrainingProgram
+
+    def dots(spec, dialect):
+        stages = TrainingProgram(spec, GradientDescent(0.1), capabilities_for(dialect)).train_stages
+        return sum(
+            e.sql(dialect).upper().count("LIST_INNER_PRODUCT(") for lvl in stages.levels for _, e in lvl
+        )
+
+    wide = build_spec(64, [32], ["relu"], "softmax", 10, 0.0)
+    assert dots(wide, "duckdb") == 32 + 10 + 32
+    assert dots(build_spec(2, [2], ["relu"], "softmax", 2, 1e-3), "duckdb") == 0
+    assert dots(wide, "postgres") == dots(wide, "spark") == 0

@@ -203,6 +203,11 @@ RULES: dict[str, Rule] = {
     "outer": Rule(None, (False, False)),
     "scale": Rule(None, (True, False)),
     "add": Rule(None, (True, True)),
+    # the vector representation of a layer's products (made by the lowering, never by build_graph):
+    # pack(h) is one list value per row, affine_dot / matmul_t_dot read it once per unit
+    "pack": Rule(None, (True,)),
+    "affine_dot": Rule(None, (False, True, True)),
+    "matmul_t_dot": Rule(None, (False, True)),
 }
 
 

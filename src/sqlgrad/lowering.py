@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlglot import exp
 
@@ -46,6 +47,9 @@ from .sqlexpr import (
     times,
     total,
 )
+
+if TYPE_CHECKING:
+    from .engines.base import VectorDot
 
 Exprs = list[exp.Expression]
 
@@ -159,6 +163,32 @@ def _outer(node: Node, args: list[Exprs], ctx: LowerContext) -> Exprs:
     return [times(h[i].copy(), g[j].copy()) for i in range(len(h)) for j in range(len(g))]
 
 
+def _packed(ctx: LowerContext, elements: Exprs) -> exp.Expression:
+    """One list value of ``elements`` (the engine's :attr:`VectorDot.pack` function)."""
+    assert ctx.vector_dot is not None
+    return exp.Anonymous(this=ctx.vector_dot.pack, expressions=[e.copy() for e in elements])
+
+
+def _dot(ctx: LowerContext, vector: exp.Expression, weights: Exprs) -> exp.Expression:
+    """``dot(vector, pack(weights))``: one unit's products as one function call."""
+    assert ctx.vector_dot is not None
+    return exp.Anonymous(this=ctx.vector_dot.dot, expressions=[vector.copy(), _packed(ctx, weights)])
+
+
+def _affine_dot(node: Node, args: list[Exprs], ctx: LowerContext) -> Exprs:
+    (h,), w, b = args
+    _, fan_in, fan_out = node.inputs[1].attrs
+    return [
+        plus(_dot(ctx, h, [w[i * fan_out + j] for i in range(fan_in)]), b[j].copy()) for j in range(fan_out)
+    ]
+
+
+def _matmul_t_dot(node: Node, args: list[Exprs], ctx: LowerContext) -> Exprs:
+    (g,), w = args
+    _, fan_in, fan_out = node.inputs[1].attrs
+    return [_dot(ctx, g, w[i * fan_out : (i + 1) * fan_out]) for i in range(fan_in)]
+
+
 def _pick(z: Exprs, y: exp.Expression) -> exp.Expression:
     """``z[y]`` for a class index y."""
     return case([(eq(y.copy(), num(j)), z[j].copy()) for j in range(len(z))], None)
@@ -204,6 +234,9 @@ REPRESENTATION_FORMS: dict[str, Callable[[Node, list[Exprs], LowerContext], Expr
     "scale": lambda n, a, c: [times(e.copy(), a[1][0].copy()) for e in a[0]],
     "add": lambda n, a, c: [x + y for x, y in zip(a[0], a[1], strict=True)],
     "one": lambda n, a, c: [num(1)],
+    "pack": lambda n, a, c: [_packed(c, a[0])],
+    "affine_dot": _affine_dot,
+    "matmul_t_dot": _matmul_t_dot,
 }
 """The SQL form of every non-leaf op in the scalar representation (element expressions from the
 element expressions of the inputs)."""
@@ -223,6 +256,43 @@ def sigmoid_expr(z: exp.Expression) -> exp.Expression:
 @dataclass(frozen=True)
 class LowerContext:
     native_tanh: bool = True
+    vector_dot: VectorDot | None = None
+
+
+def pack(h: Node) -> Node:
+    """The row vector ``h`` as one list value per row (a column of its own: every unit reads it)."""
+    return Node("pack", (h,), 1, f"{h.name}_vec")
+
+
+def vectorize(roots: list[Node], vector_dot: VectorDot) -> dict[Node, Node]:
+    """The graph of ``roots`` with every product of a row vector by a layer's weights that is wide
+    enough (:meth:`VectorDot.applies`) taken as dot products of lists: ``affine(h, w, b)`` becomes
+    ``affine_dot(pack(h), w, b)`` and ``matmul_t(g, w)`` becomes ``matmul_t_dot(pack(g), w)``. Returns
+    the node that replaces each node (the same node where nothing below it changed).
+
+    >>> from sqlgrad.spec import ModelSpec
+    >>> from sqlgrad.autodiff import build_graph
+    >>> from sqlgrad.engines.base import VectorDot
+    >>> g = build_graph(ModelSpec(64, (32,), ("relu",), "softmax", 10))
+    >>> new = vectorize([g.loss], VectorDot("list_value", "list_inner_product", 8, 4))
+    >>> z2 = new[g.loss].inputs[0]
+    >>> z2.op, [i.name for i in z2.inputs]
+    ('affine_dot', ['a1_vec', 'w2', 'b2'])
+    >>> z2.inputs[0].inputs[0].inputs[0].inputs[0].name
+    'x_vec'
+    """
+    replaced: dict[Node, Node] = {}
+    for node in topological(roots):
+        inputs = tuple(replaced.get(i, i) for i in node.inputs)
+        if node.op in ("affine", "matmul_t"):
+            _, fan_in, fan_out = node.inputs[1].attrs
+            vector, count = (inputs[0], fan_out) if node.op == "affine" else (inputs[0], fan_in)
+            if vector_dot.applies(vector.size, count):
+                replaced[node] = Node(f"{node.op}_dot", (pack(vector), *inputs[1:]), node.size, node.name)
+                continue
+        if inputs != node.inputs:
+            replaced[node] = Node(node.op, inputs, node.size, node.name, node.attrs)
+    return replaced
 
 
 @dataclass
@@ -283,6 +353,7 @@ def stage(
     materialize: tuple[Node, ...] = (),
     constants: dict[Node, Exprs] | None = None,
     prefix: str = "",
+    vector_dot: VectorDot | None = None,
 ) -> Staged:
     """Lower ``roots`` (and everything they need) into levels.
 
@@ -294,9 +365,17 @@ def stage(
     ``constants`` gives leaves (parameters) as expressions instead of columns: a prediction query inlines
     the trained weights as literals. ``prefix`` is put before every column name the stages make or read,
     so that they cannot collide with a user's columns carried alongside.
+
+    With ``vector_dot`` (the engine's :attr:`~sqlgrad.engines.base.Capabilities.vector_dot`), wide
+    layers multiply through lists (:func:`vectorize`); the requested roots keep their keys.
     """
     constants = constants or {}
-    ctx = LowerContext(native_tanh=native_tanh)
+    ctx = LowerContext(native_tanh=native_tanh, vector_dot=vector_dot)
+    requested = list(roots)
+    if vector_dot is not None:
+        replaced = vectorize(roots, vector_dot)
+        roots = [replaced.get(r, r) for r in roots]
+        materialize = tuple(replaced.get(m, m) for m in materialize)
     order = topological(roots)
     uses: dict[Node, list[tuple[Node | None, int]]] = {n: [] for n in order}
     for node in order:
@@ -360,4 +439,4 @@ def stage(
     for k in range(1, top):
         carry.append([c for c, made in produced.items() if made < k and reads.get(c, 0) > k])
     base_columns = [c for c, made in produced.items() if made == 0 and reads.get(c, 0) >= 1]
-    return Staged(levels, carry, base_columns, {r: exprs[r] for r in roots})
+    return Staged(levels, carry, base_columns, {q: exprs[r] for q, r in zip(requested, roots, strict=True)})

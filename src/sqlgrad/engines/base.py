@@ -69,6 +69,9 @@ class Capabilities:
         stepwise_from_rows: from this many rows per update ``auto`` prefers one statement per update to
             the recursive statement, for an engine that runs the recursive statement's updates on one
             thread and the stepwise statements on all of them (measured on DuckDB).
+        vector_dot: how the engine multiplies a row vector by a layer's weights as dot products of
+            lists, one per unit, instead of one scalar product per weight (DuckDB's ``list_value`` and
+            ``list_inner_product``); None: scalar products only.
     """
 
     dialect: str
@@ -94,6 +97,33 @@ class Capabilities:
     temp_schema: str | None = None
     overflow_errors: tuple[str, ...] = ()
     stepwise_from_rows: int | None = None
+    vector_dot: VectorDot | None = None
+
+
+@dataclass(frozen=True)
+class VectorDot:
+    """Dot products over lists, for the products of a row vector with a layer's weights.
+
+    A vector of ``length`` elements (a layer's input, or the gradient flowing back through it) is packed
+    once per row into one list value (``pack(e_0, ..., e_n)``), and each of the ``count`` units it
+    meets is one ``dot(vector, pack(w_0, ..., w_n))`` instead of ``length`` scalar products. Packing
+    costs a copy per row, which pays off only on wide enough products: lists are used when
+    ``length >= min_length`` and ``count >= min_count``.
+
+    >>> VectorDot("list_value", "list_inner_product", 8, 4).applies(64, 32)
+    True
+    >>> VectorDot("list_value", "list_inner_product", 8, 4).applies(2, 2)
+    False
+    """
+
+    pack: str
+    dot: str
+    min_length: int
+    min_count: int
+
+    def applies(self, length: int, count: int) -> bool:
+        """Whether ``count`` dot products of vectors of ``length`` elements go through lists."""
+        return length >= self.min_length and count >= self.min_count
 
 
 @dataclass(frozen=True)

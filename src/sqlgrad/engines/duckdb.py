@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, unquote
 from sqlglot import exp
 
 from ..errors import EngineError
-from .base import Capabilities, Column, Engine, _first_line, as_query
+from .base import Capabilities, Column, Engine, VectorDot, _first_line, as_query
 
 
 class DuckDBEngine(Engine):
@@ -47,6 +47,10 @@ class DuckDBEngine(Engine):
         # tie at 300k rows; at 1M stepwise took 0.37x numpy's time, recursive 0.58x (0.56x and 0.62x
         # with threads=1: then recursive is the faster one at every size)
         stepwise_from_rows=300_000,
+        # a 64-to-32 layer on 200k rows: 0.36 s as list dot products against 1.08 s as scalar products,
+        # 64-to-64 0.75 s against 2.37 s; about a tie at 8-to-4 and 32-to-2, scalars ahead on narrower
+        # layers and single outputs (benchmarks/vector_dot.py, benchmarks/results/vector_dot.json)
+        vector_dot=VectorDot("list_value", "list_inner_product", min_length=8, min_count=4),
     )
 
     def __init__(self, url: str = "duckdb://", connection: Any | None = None) -> None:

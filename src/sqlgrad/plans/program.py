@@ -93,12 +93,14 @@ class TrainingProgram:
     def train_stages(self) -> Staged:
         """The forward pass, the loss and every parameter's gradient, staged in levels (wide plans)."""
         roots = [self.graph.loss, *(self.graph.grads[p] for p in self.param_leaves)]
-        return stage(roots, native_tanh=self.capabilities.native_tanh)
+        caps = self.capabilities
+        return stage(roots, native_tanh=caps.native_tanh, vector_dot=caps.vector_dot)
 
     @cached_property
     def loss_stages(self) -> Staged:
         """The forward pass and the loss only, staged (the wide form of the loss query)."""
-        return stage([self.graph.loss], native_tanh=self.capabilities.native_tanh)
+        caps = self.capabilities
+        return stage([self.graph.loss], native_tanh=caps.native_tanh, vector_dot=caps.vector_dot)
 
     # --- rows of parameters -------------------------------------------------------------------------
 
