@@ -225,3 +225,35 @@ def test_training_on_a_connection_the_caller_holds():
     assert con.execute("SELECT COUNT(*) FROM pts").fetchone() == (40,)  # still open, table untouched
     with pytest.raises(EngineError, match="cannot use a dict"):
         connect({"url": "duckdb://"})
+
+
+def test_duckdb_plans_training_without_its_common_subexpression_pass_and_puts_the_setting_back():
+    """``disabled_optimizers`` (global to the DuckDB instance) gains ``common_subexpressions`` while the
+    training statements run, and is the caller's own value again afterwards, also after a failure."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE pts AS SELECT i / 10.0 AS x, i % 2 AS y FROM range(40) t(i)")
+    con.execute("SET disabled_optimizers = 'top_n'")
+    other = con.cursor()  # another connection to the instance sees the setting
+
+    def setting():
+        return other.execute("SELECT current_setting('disabled_optimizers')").fetchall()[0][0]
+
+    during = []
+    train("pts", "y", hidden=[2], iterations=3, db=con, progress=lambda *_: during.append(setting()))
+    # the first report (update 0) comes before the statements are planned
+    assert len(during) > 1 and all(
+        set(s.split(",")) == {"top_n", "common_subexpressions"} for s in during[1:]
+    )
+    assert setting() == "top_n"
+
+    def fail(*_):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train("pts", "y", hidden=[2], iterations=3, db=con, progress=fail)
+    assert setting() == "top_n"
+    con.execute("RESET disabled_optimizers")
+    train("pts", "y", hidden=[2], iterations=2, db=con)
+    assert setting() == ""

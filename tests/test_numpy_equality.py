@@ -222,3 +222,40 @@ def test_list_dot_products_only_where_declared_and_wide_enough():
     assert dots(wide, "duckdb") == 32 + 10 + 32
     assert dots(build_spec(2, [2], ["relu"], "softmax", 2, 1e-3), "duckdb") == 0
     assert dots(wide, "postgres") == dots(wide, "spark") == 0
+
+
+@pytest.mark.parametrize("head", ["softmax", "sigmoid", "identity"])
+def test_wide_predictions_and_metrics_through_list_dot_products(engine, head):
+    """Scoring and evaluating a network wide enough for DuckDB's list dot products give the reference's
+    scores and metrics (the prediction query inlines the weights as literals inside the lists)."""
+    from sqlgrad import evaluate, predict, predict_query
+
+    model, _, _ = run_case(
+        engine,
+        hidden=[10, 9],
+        activation="tanh",
+        head=head,
+        strategy="recursive",
+        d=12,
+        classes=5,
+        iterations=3,
+    )
+    names, rows = predict(model, "t", db=engine)
+    X = np.array([[r[names.index(f"f{i}")] for i in range(12)] for r in rows])
+    want = R.predict_scores(model.weights, model.activations, head, X)
+    if head == "identity":
+        got = np.array([r[names.index("predicted_y")] for r in rows], dtype=float)
+        np.testing.assert_allclose(got, np.ravel(want), rtol=1e-9)
+        metrics = evaluate(model, "t", db=engine)
+        y = np.array([r[names.index("y")] for r in rows], dtype=float)
+        np.testing.assert_allclose(metrics["mse"], np.mean((np.ravel(want) - y) ** 2), rtol=1e-9)
+    else:
+        cols = [n for n in names if n.startswith("probability_")]
+        got = np.array([[r[names.index(c)] for c in cols] for r in rows], dtype=float)
+        if want.ndim == 1:  # the sigmoid head's reference gives the second class's probability
+            want = np.column_stack([1 - want, want])
+        np.testing.assert_allclose(got, want, rtol=1e-9)
+        metrics = evaluate(model, "t", db=engine)
+        y = np.array([r[names.index("y")] for r in rows])
+        assert metrics["accuracy"] == pytest.approx(np.mean(np.argmax(want, axis=1) == y), rel=1e-12)
+    assert "LIST_INNER_PRODUCT(" in engine.render(predict_query(model, "t", db=engine)).upper()

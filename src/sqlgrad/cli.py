@@ -673,7 +673,9 @@ def cmd_sql(args: argparse.Namespace) -> int:
         comment = {"stepwise": each}
     else:
         features = model.features or [f"x{i}" for i in range(model.spec.n_inputs)]
-        query = model.predict_select(features, src.relation(), native_tanh=caps.native_tanh)
+        query = model.predict_select(
+            features, src.relation(), native_tanh=caps.native_tanh, vector_dot=caps.vector_dot
+        )
         statements = [view_statement(args.view, query) if args.view else query]
         comment = {}
     try:

@@ -38,7 +38,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlglot import exp
@@ -49,6 +49,9 @@ from .errors import ModelFileError, SpecError, UsageError
 from .lowering import leaf_columns, sigmoid_expr, stage
 from .spec import ModelSpec, Weights
 from .sqlexpr import alias, case, col, eq, fexp, ident, num, paren, to_double, value_literal
+
+if TYPE_CHECKING:
+    from .engines.base import VectorDot
 
 FORMAT = "sqlgrad-model"
 VERSION = 1
@@ -230,13 +233,16 @@ class Model:
         source: exp.Expression,
         native_tanh: bool = True,
         params: exp.Query | None = None,
+        vector_dot: VectorDot | None = None,
     ) -> exp.Select:
         """``SELECT <columns>, predicted_<target>, probability_<class>... FROM source``, weights inlined.
 
         ``columns`` are the source's columns to keep (all of them, for a scoring view). ``params``, when
         given, is a one-row relation with the :meth:`parameter_columns`: it is cross-joined with the
         source and the weights are read from it instead of inlined (:mod:`sqlgrad.export` builds it
-        from a weights table).
+        from a weights table). ``native_tanh`` and ``vector_dot`` are the target engine's
+        :class:`~sqlgrad.engines.base.Capabilities` of those names (without ``vector_dot`` every product
+        is scalar, which every engine accepts).
         """
         clash = [c for c in self.output_columns() if c in columns]
         if clash:
@@ -256,6 +262,7 @@ class Model:
             constants=self._constants(graph) if params is None else None,
             prefix=PREFIX,
             materialize=tuple(roots[1:]),
+            vector_dot=vector_dot,
         )
         inputs = encode(self.encoding)
         # A NULL feature without a fill value makes the row's prediction NULL (a ReLU would turn a NULL
@@ -307,7 +314,9 @@ class Model:
         out += [alias(e, n) for e, n in zip(preds, self.output_columns(), strict=True)]
         return st.build(base, out, passthrough=[*kept, *([null_flag] if flags else [])])
 
-    def evaluate_select(self, data: exp.Expression, native_tanh: bool = True) -> exp.Select:
+    def evaluate_select(
+        self, data: exp.Expression, native_tanh: bool = True, vector_dot: VectorDot | None = None
+    ) -> exp.Select:
         """Metrics over a prepared relation (``x_i`` DOUBLE columns and ``y`` as in training).
 
         Classification: ``n``, ``accuracy`` and ``log_loss`` (mean cross-entropy / log loss, no
@@ -317,7 +326,7 @@ class Model:
         roots = [graph.loss, graph.logits]
         if graph.lse is not None:
             roots.append(graph.lse.inputs[1])
-        st = stage(roots, native_tanh=native_tanh, constants=self._constants(graph))
+        st = stage(roots, native_tanh=native_tanh, constants=self._constants(graph), vector_dot=vector_dot)
         z, loss, y = st.exprs(graph.logits), st.exprs(graph.loss)[0], col("y")
         n = to_double(exp.Count(this=exp.Star()))
         metrics = [alias(exp.Count(this=exp.Star()), "n")]

@@ -344,21 +344,22 @@ def train(
         if progress:
             progress(0, float("nan"))
         t0 = time.perf_counter()
-        if plan.chunks:
-            outcome = drive(engine, plan, inp, control, validate, progress)
-            final_weights = outcome.weights
-            entries = [
-                {k: v for k, v in h.items() if v is not None and k != "seconds"} for h in outcome.history
-            ]
-            done = outcome.iterations
-        else:
-            drive_check(plan, control, validate, batch_table, weighted)
-            result = plan.run(engine, inp, progress) if total > 0 else PlanResult(weights, [], 0)
-            final_weights = result.weights
-            entries = [{"iteration": i, "loss": v} for i, v in result.history]
-            outcome, done = None, total
-        seconds = time.perf_counter() - t0
-        final_loss = engine.scalar(loss_query(program, table(train_table), final_weights))
+        with engine.training_settings():
+            if plan.chunks:
+                outcome = drive(engine, plan, inp, control, validate, progress)
+                final_weights = outcome.weights
+                entries = [
+                    {k: v for k, v in h.items() if v is not None and k != "seconds"} for h in outcome.history
+                ]
+                done = outcome.iterations
+            else:
+                drive_check(plan, control, validate, batch_table, weighted)
+                result = plan.run(engine, inp, progress) if total > 0 else PlanResult(weights, [], 0)
+                final_weights = result.weights
+                entries = [{"iteration": i, "loss": v} for i, v in result.history]
+                outcome, done = None, total
+            seconds = time.perf_counter() - t0
+            final_loss = engine.scalar(loss_query(program, table(train_table), final_weights))
         # the plans check the loss before every update; this checks the loss after the last one
         check_history([(done, final_loss)], 1)
         model = Model(
@@ -542,7 +543,10 @@ def _run_config(
 
 
 def evaluate_prepared(engine: Engine, model: Model, prep: PreparedData) -> dict[str, Any]:
-    row_sel = model.evaluate_select(table(prep.table), native_tanh=engine.capabilities.native_tanh)
+    caps = engine.capabilities
+    row_sel = model.evaluate_select(
+        table(prep.table), native_tanh=caps.native_tanh, vector_dot=caps.vector_dot
+    )
     result = engine.query(row_sel)
     names = [e.alias_or_name for e in row_sel.expressions]
     return {
@@ -625,7 +629,10 @@ def predict_query(model: Model, data: str | Query, db: str | Engine | None = Non
 
 def _scoring_query(engine: Engine, model: Model, src: DataSource) -> exp.Select:
     names = _check_model_columns(engine, model, src)
-    return model.predict_select(names, src.relation(), native_tanh=engine.capabilities.native_tanh)
+    caps = engine.capabilities
+    return model.predict_select(
+        names, src.relation(), native_tanh=caps.native_tanh, vector_dot=caps.vector_dot
+    )
 
 
 def view_statement(name: str, query: exp.Select, replace: bool = False) -> exp.Create:

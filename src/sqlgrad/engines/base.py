@@ -333,6 +333,14 @@ class Engine(abc.ABC):
         The default does nothing."""
         return None
 
+    @contextlib.contextmanager
+    def training_settings(self) -> Iterator[None]:
+        """Settings under which the training statements run, put back as they were afterwards.
+
+        The default changes nothing; DuckDB turns off an optimizer pass that costs planning time and
+        finds nothing in sqlgrad's statements."""
+        yield
+
     def register_frame(self, name: str, frame: Any) -> bool:
         """Make a data frame (pandas, Arrow) readable as ``name`` without copying it, if the engine can;
         returns False when it cannot (the rows are then loaded into a temporary table)."""
