@@ -204,8 +204,11 @@ RULES: dict[str, Rule] = {
     "scale": Rule(None, (True, False)),
     "add": Rule(None, (True, True)),
     # the vector representation of a layer's products (made by the lowering, never by build_graph):
-    # pack(h) is one list value per row, affine_dot / matmul_t_dot read it once per unit
+    # pack(h) is one list value per row, affine_dot / matmul_t_dot read it once per unit; a layer's
+    # weights as lists, one per unit (columns) or per input (rows)
     "pack": Rule(None, (True,)),
+    "weight_columns": Rule(None, (True,)),
+    "weight_rows": Rule(None, (True,)),
     "affine_dot": Rule(None, (False, True, True)),
     "matmul_t_dot": Rule(None, (False, True)),
 }

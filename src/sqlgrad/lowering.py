@@ -169,24 +169,34 @@ def _packed(ctx: LowerContext, elements: Exprs) -> exp.Expression:
     return exp.Anonymous(this=ctx.vector_dot.pack, expressions=[e.copy() for e in elements])
 
 
-def _dot(ctx: LowerContext, vector: exp.Expression, weights: Exprs) -> exp.Expression:
-    """``dot(vector, pack(weights))``: one unit's products as one function call."""
+def _dot(ctx: LowerContext, vector: exp.Expression, weights: exp.Expression) -> exp.Expression:
+    """``dot(vector, weights)``: one unit's products as one function call on two lists."""
     assert ctx.vector_dot is not None
-    return exp.Anonymous(this=ctx.vector_dot.dot, expressions=[vector.copy(), _packed(ctx, weights)])
+    return exp.Anonymous(this=ctx.vector_dot.dot, expressions=[vector.copy(), weights.copy()])
+
+
+def _weight_columns(node: Node, args: list[Exprs], ctx: LowerContext) -> Exprs:
+    """Column ``j`` of a layer's weights (the weights into unit ``j``) as one list per unit."""
+    (w,) = args
+    _, fan_in, fan_out = node.attrs
+    return [_packed(ctx, [w[i * fan_out + j] for i in range(fan_in)]) for j in range(fan_out)]
+
+
+def _weight_rows(node: Node, args: list[Exprs], ctx: LowerContext) -> Exprs:
+    """Row ``i`` of a layer's weights (the weights out of input ``i``) as one list per input."""
+    (w,) = args
+    _, fan_in, fan_out = node.attrs
+    return [_packed(ctx, w[i * fan_out : (i + 1) * fan_out]) for i in range(fan_in)]
 
 
 def _affine_dot(node: Node, args: list[Exprs], ctx: LowerContext) -> Exprs:
-    (h,), w, b = args
-    _, fan_in, fan_out = node.inputs[1].attrs
-    return [
-        plus(_dot(ctx, h, [w[i * fan_out + j] for i in range(fan_in)]), b[j].copy()) for j in range(fan_out)
-    ]
+    (h,), columns, b = args
+    return [plus(_dot(ctx, h, wj), bj.copy()) for wj, bj in zip(columns, b, strict=True)]
 
 
 def _matmul_t_dot(node: Node, args: list[Exprs], ctx: LowerContext) -> Exprs:
-    (g,), w = args
-    _, fan_in, fan_out = node.inputs[1].attrs
-    return [_dot(ctx, g, w[i * fan_out : (i + 1) * fan_out]) for i in range(fan_in)]
+    (g,), rows = args
+    return [_dot(ctx, g, wi) for wi in rows]
 
 
 def _pick(z: Exprs, y: exp.Expression) -> exp.Expression:
@@ -235,6 +245,8 @@ REPRESENTATION_FORMS: dict[str, Callable[[Node, list[Exprs], LowerContext], Expr
     "add": lambda n, a, c: [x + y for x, y in zip(a[0], a[1], strict=True)],
     "one": lambda n, a, c: [num(1)],
     "pack": lambda n, a, c: [_packed(c, a[0])],
+    "weight_columns": _weight_columns,
+    "weight_rows": _weight_rows,
     "affine_dot": _affine_dot,
     "matmul_t_dot": _matmul_t_dot,
 }
@@ -264,11 +276,21 @@ def pack(h: Node) -> Node:
     return Node("pack", (h,), 1, f"{h.name}_vec")
 
 
+def weight_lists(w: Node, by: str) -> Node:
+    """A layer's weights as lists: ``by="columns"`` one list per unit (the forward products),
+    ``by="rows"`` one per input (the products flowing back)."""
+    _, fan_in, fan_out = w.attrs
+    if by == "columns":
+        return Node("weight_columns", (w,), fan_out, f"{w.name}_col", w.attrs)
+    return Node("weight_rows", (w,), fan_in, f"{w.name}_row", w.attrs)
+
+
 def vectorize(roots: list[Node], vector_dot: VectorDot) -> dict[Node, Node]:
     """The graph of ``roots`` with every product of a row vector by a layer's weights that is wide
     enough (:meth:`VectorDot.applies`) taken as dot products of lists: ``affine(h, w, b)`` becomes
-    ``affine_dot(pack(h), w, b)`` and ``matmul_t(g, w)`` becomes ``matmul_t_dot(pack(g), w)``. Returns
-    the node that replaces each node (the same node where nothing below it changed).
+    ``affine_dot(pack(h), weight_lists(w, "columns"), b)`` and ``matmul_t(g, w)`` becomes
+    ``matmul_t_dot(pack(g), weight_lists(w, "rows"))``. Returns the node that replaces each node (the
+    same node where nothing below it changed).
 
     >>> from sqlgrad.spec import ModelSpec
     >>> from sqlgrad.autodiff import build_graph
@@ -277,7 +299,7 @@ def vectorize(roots: list[Node], vector_dot: VectorDot) -> dict[Node, Node]:
     >>> new = vectorize([g.loss], VectorDot("list_value", "list_inner_product", 8, 4))
     >>> z2 = new[g.loss].inputs[0]
     >>> z2.op, [i.name for i in z2.inputs]
-    ('affine_dot', ['a1_vec', 'w2', 'b2'])
+    ('affine_dot', ['a1_vec', 'w2_col', 'b2'])
     >>> z2.inputs[0].inputs[0].inputs[0].inputs[0].name
     'x_vec'
     """
@@ -288,7 +310,10 @@ def vectorize(roots: list[Node], vector_dot: VectorDot) -> dict[Node, Node]:
             _, fan_in, fan_out = node.inputs[1].attrs
             vector, count = (inputs[0], fan_out) if node.op == "affine" else (inputs[0], fan_in)
             if vector_dot.applies(vector.size, count):
-                replaced[node] = Node(f"{node.op}_dot", (pack(vector), *inputs[1:]), node.size, node.name)
+                lists = weight_lists(inputs[1], "columns" if node.op == "affine" else "rows")
+                replaced[node] = Node(
+                    f"{node.op}_dot", (pack(vector), lists, *inputs[2:]), node.size, node.name
+                )
                 continue
         if inputs != node.inputs:
             replaced[node] = Node(node.op, inputs, node.size, node.name, node.attrs)
@@ -302,13 +327,18 @@ class Staged:
     Attributes:
         levels: for each level (1-based order), the new ``(column, expression)`` pairs.
         carry: for each level, the columns of lower levels it passes up.
-        base_columns: the leaf columns the first level reads from the base relation.
+        base_columns: the columns the first level reads from the base relation: leaves, and the
+            columns of :attr:`param_exprs`.
+        param_exprs: ``(column, expression)`` of the values made of parameters only (a layer's
+            weights as lists): one value per parameter row, which a plan can compute beside the
+            parameters, before they meet the data rows (:meth:`build` with ``params_in_base``).
     """
 
     levels: list[list[tuple[str, exp.Expression]]]
     carry: list[list[str]]
     base_columns: list[str]
     _exprs: dict[Node, Exprs] = field(repr=False)
+    param_exprs: list[tuple[str, exp.Expression]] = field(default_factory=list)
 
     def exprs(self, node: Node) -> Exprs:
         """Fresh element expressions of a requested node, valid over the top level."""
@@ -320,14 +350,22 @@ class Staged:
         final: list[exp.Expression],
         passthrough: list[str] = (),  # type: ignore[assignment]
         base_alias: str = "s0",
+        params_in_base: bool = False,
     ) -> exp.Select:
         """``SELECT final FROM (level L FROM (... FROM base))``.
 
         ``base`` must yield :attr:`base_columns` and the ``passthrough`` columns, which every level
         carries up unchanged (the user's columns in a prediction, the parameters in the nested plan).
+        The columns of :attr:`param_exprs` are computed in a first level over ``base`` (from the
+        parameter columns they are made of), unless ``params_in_base`` says that ``base`` has them.
         """
         source: exp.Expression = base
         src_alias = base_alias
+        if self.param_exprs and not params_in_base:
+            made = {n for n, _ in self.param_exprs}
+            keep = [*passthrough, *(c for c in self.base_columns if c not in made and c not in passthrough)]
+            select = exp.select(*[col(c) for c in keep], *[alias(e, n) for n, e in self.param_exprs])
+            source, src_alias = exp.Subquery(this=select.from_(_aliased(source, src_alias), copy=False)), "sp"
         for k, (new, carried) in enumerate(zip(self.levels, self.carry, strict=True), start=1):
             extra = [c for c in passthrough if c not in carried]
             select = exp.select(*[col(c) for c in extra + carried], *[alias(e, n) for n, e in new])
@@ -384,6 +422,12 @@ def stage(
     for r in roots:
         uses[r].append((None, 0))
 
+    def param_only(node: Node) -> bool:
+        """Made of parameters only (a layer's weights as lists): one value per parameter row, computed
+        once beside the parameters (:attr:`Staged.param_exprs`), so that the levels carry it instead
+        of every weight it is made of."""
+        return bool(node.inputs) and all(i.is_param for i in node.inputs)
+
     def inline(node: Node) -> bool:
         if node.is_leaf or node in materialize:
             return node.op == "one"
@@ -398,6 +442,7 @@ def stage(
     reads: dict[str, int] = {}  # column -> highest level (or final) that reads it
     produced: dict[str, int] = {}  # column -> level it is made at (0 = base)
     column_refs: dict[Node, set[str]] = {}  # columns an inlined expression reads
+    param_exprs: list[tuple[str, exp.Expression]] = []
 
     for node in order:
         if node in constants:
@@ -415,6 +460,13 @@ def stage(
         body = SCALAR[node.op](node, args, ctx)
         refs = set().union(*(column_refs[i] for i in node.inputs)) if node.inputs else set()
         avail = max((level[i] for i in node.inputs), default=0)
+        if param_only(node):
+            names = [prefix + n for n in node_columns(node)]
+            for n, e in zip(names, body, strict=True):
+                param_exprs.append((n, e))
+                produced[n] = 0
+            exprs[node], level[node], column_refs[node] = [col(n) for n in names], 0, set(names)
+            continue
         if inline(node):
             exprs[node], level[node], column_refs[node] = body, avail, refs
             continue
@@ -439,4 +491,5 @@ def stage(
     for k in range(1, top):
         carry.append([c for c, made in produced.items() if made < k and reads.get(c, 0) > k])
     base_columns = [c for c, made in produced.items() if made == 0 and reads.get(c, 0) >= 1]
-    return Staged(levels, carry, base_columns, {q: exprs[r] for q, r in zip(requested, roots, strict=True)})
+    requested_exprs = {q: exprs[r] for q, r in zip(requested, roots, strict=True)}
+    return Staged(levels, carry, base_columns, requested_exprs, param_exprs)

@@ -155,21 +155,40 @@ class TrainingProgram:
         params: exp.Expression | str,
         where: exp.Expression | None,
         batched: bool = True,
+        stages: Staged | None = None,
     ) -> exp.Select:
         """Every data row beside the parameters: ``data CROSS JOIN params``, or, when ``params`` is the
         alias of an outer row (a LATERAL subquery), the data with that row's columns. In a mini-batch
-        run only the rows of the update's batch take part (:meth:`batch_filter`)."""
+        run only the rows of the update's batch take part (:meth:`batch_filter`).
+
+        With ``stages``, only the parameters its levels read cross the join, and its
+        :attr:`~sqlgrad.lowering.Staged.param_exprs` (a layer's weights as lists) are computed once on
+        the parameter row, before the join: DuckDB's cross join pays per column and per chunk of rows
+        (measured on 32-64-64-2, 200k rows: 0.7 s of a 6.5 s update with the 6,402 weights crossing)."""
         # built in place (copy=False): the select list holds a column per parameter; ``params`` and
         # ``where`` are the caller's, so copied once
         where = where.copy() if where is not None else None
+        made = [(n, e) for n, e in stages.param_exprs] if stages is not None else []
+        if stages is None:
+            wanted = self.param_columns
+        else:
+            read = set(stages.base_columns)
+            wanted = [c for c in self.param_columns if c in read]
         if isinstance(params, str):
             base = exp.select(
-                *(col(c, "d") for c in self.data_columns), *(col(c, params) for c in self.param_columns)
+                *(col(c, "d") for c in self.data_columns),
+                *(col(c, params) for c in wanted),
+                *(alias(_requalify(e, params), n) for n, e in made),
             ).from_(_as(data, "d"), copy=False)
         else:
+            if made:  # the lists computed on the parameter row: (SELECT *, <lists> FROM params) AS q
+                params = exp.Subquery(
+                    this=exp.select(exp.Star(), *(alias(e, n) for n, e in made)).from_(_as(params, "q"))
+                )
             base = (
                 exp.select(
-                    *(col(c, "d") for c in self.data_columns), *(col(c, "q") for c in self.param_columns)
+                    *(col(c, "d") for c in self.data_columns),
+                    *(col(c, "q") for c in [*wanted, *(n for n, _ in made)]),
                 )
                 .from_(_as(data, "d"), copy=False)
                 .join(_as(params, "q"), join_type="cross", copy=False)
@@ -213,7 +232,8 @@ class TrainingProgram:
         for leaf in self.param_leaves:
             for c, e in zip(leaf_columns(leaf), st.exprs(self.graph.grads[leaf]), strict=True):
                 sums.append(alias(exp.Sum(this=_weighted(e, weight)), grad_column(c)))
-        return st.build(self._data_with_params(data, params, where), sums, passthrough=self.extra_columns)
+        base = self._data_with_params(data, params, where, stages=st)
+        return st.build(base, sums, passthrough=self.extra_columns, params_in_base=True)
 
     def _count(self, weight: exp.Expression | None) -> exp.Expression:
         """The row count as DOUBLE, or the sum of the sample weights."""
