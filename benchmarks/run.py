@@ -599,7 +599,7 @@ def measure_planning(eng: Any, cfg: Result, model: Any) -> Result:
     from sqlgrad.data import create_temp_table
     from sqlgrad.optim import make_optimizer
     from sqlgrad.plans import PLANS, PlanInput, TrainingProgram
-    from sqlgrad.plans.stepwise import work_table_statement
+    from sqlgrad.plans.stepwise import state_table_statement
 
     net = cfg["net"]
     t0 = time.perf_counter()
@@ -618,7 +618,7 @@ def measure_planning(eng: Any, cfg: Result, model: Any) -> Result:
     if cfg["strategy"] in ("stepwise", "long"):
         # one statement per update, re-planned by DuckDB at every update; the long plan's setup (the
         # data turned long, the parameter rows) and the state table are written once
-        first = work_table_statement(state, inp) if cfg["strategy"] == "stepwise" else None
+        first = state_table_statement(state, inp) if cfg["strategy"] == "stepwise" else None
         if first is None:
             first_rows = plan.first_state(inp)
             setup_statements = [*plan.setup(inp), create_temp_table(state, first_rows)]  # type: ignore[attr-defined]
@@ -636,10 +636,11 @@ def measure_planning(eng: Any, cfg: Result, model: Any) -> Result:
     for sql in setup:
         eng.execute(sql)
     explain: list[float] = []
-    for sql in explained:
-        t0 = time.perf_counter()
-        eng.query("EXPLAIN " + sql)
-        explain.append(time.perf_counter() - t0)
+    with eng.training_settings():  # as train() plans them
+        for sql in explained:
+            t0 = time.perf_counter()
+            eng.query("EXPLAIN " + sql)
+            explain.append(time.perf_counter() - t0)
     times_planned = cfg["iterations"] if cfg["strategy"] in ("stepwise", "long") else 1
     planning = program_seconds + build_seconds + sum(explain) * times_planned
     return {
