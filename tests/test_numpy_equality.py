@@ -259,3 +259,53 @@ def test_wide_predictions_and_metrics_through_list_dot_products(engine, head):
         y = np.array([r[names.index("y")] for r in rows])
         assert metrics["accuracy"] == pytest.approx(np.mean(np.argmax(want, axis=1) == y), rel=1e-12)
     assert "LIST_INNER_PRODUCT(" in engine.render(predict_query(model, "t", db=engine)).upper()
+
+
+@pytest.mark.parametrize("strategy", ["recursive", "stepwise"])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_weight_gradients_summed_grouped_by_unit(engine, strategy, activation):
+    """20 -> 16 -> 16 -> 5: the first two layers' gradients (320 and 256 weights) are summed grouped by
+    unit on DuckDB (zero ReLU deltas skipped; tanh has none), the last layer's (80) as one SUM per weight."""
+    from sqlgrad.optim import GradientDescent
+    from sqlgrad.plans import TrainingProgram
+
+    spec = build_spec(20, [16, 16], [activation] * 2, "softmax", 5, 1e-3)
+    program = TrainingProgram(spec, GradientDescent(0.3), engine.capabilities)
+    assert [leaf.name for leaf in program.grouped_leaves] == ["w1", "w2"]
+    model, want, losses = run_case(
+        engine, hidden=[16, 16], activation=activation, head="softmax", strategy=strategy, d=20, classes=5
+    )
+    assert_weights_close(model.weights, want)
+    np.testing.assert_allclose([h["loss"] for h in model.history[:-1]], losses, rtol=1e-9)
+
+
+def test_a_unit_off_on_every_row_gets_a_zero_gradient(engine):
+    """A ReLU unit whose bias keeps it off on every row has no row once the zero deltas are skipped: its
+    weights' gradient is 0 (the L2 term alone moves them), not NULL."""
+    d, hidden = 16, [16]
+    X, y = make_classification(4, 120, d, 3)
+    features = [f"f{i}" for i in range(d)]
+    load_arrays(engine, "t", {**{f: X[:, i] for i, f in enumerate(features)}, "y": y})
+    spec = build_spec(d, hidden, ["relu"], "softmax", 3, 1e-3)
+    init = _init_model(spec, 9, features, classes=[0, 1, 2])
+    init.weights[0][1][3] = -1e3  # unit 3 of the hidden layer: off on every row
+    model = train("t", "y", init=init, lr=0.3, l2=1e-3, iterations=4, strategy="recursive", db=engine)
+    want, _ = R.train_gd(init.weights, ["relu"], "softmax", X, y.astype(float), 0.3, 1e-3, 4)
+    assert_weights_close(model.weights, want)
+    np.testing.assert_allclose(model.weights[0][0][:, 3], init.weights[0][0][:, 3] * (1 - 0.3 * 1e-3) ** 4)
+
+
+def test_grouped_gradients_only_where_declared():
+    from sqlgrad.engines import capabilities_for
+    from sqlgrad.optim import GradientDescent
+    from sqlgrad.plans import TrainingProgram
+
+    wide = build_spec(64, [32], ["relu"], "softmax", 10, 0.0)
+    leaves = {
+        dialect: [
+            leaf.name
+            for leaf in TrainingProgram(wide, GradientDescent(0.1), capabilities_for(dialect)).grouped_leaves
+        ]
+        for dialect in ("duckdb", "postgres", "sqlite")
+    }
+    assert leaves == {"duckdb": ["w1", "w2"], "postgres": [], "sqlite": []}
