@@ -599,29 +599,3 @@ def test_cli_training_control_errors(labelled_csv, tmp_path, capsys, extra, mess
     assert code != 0 and message in err, err
     assert len(err.strip().splitlines()) <= 2 and "Traceback" not in err
     assert not os.path.exists(tmp_path / "m.json")
-
-
-def test_grouped_gradients_with_minibatches_and_class_weights(engine):
-    """A layer of 18 x 16 weights (its gradient summed grouped by unit on DuckDB) in mini-batches with
-    balanced class weights: each delta is weighted before it is unnested, and only the batch's rows
-    are summed."""
-    X, y, init = setup_case(engine, n=150, d=18, hidden=(16,), act="relu", seed=8)
-    model = train(
-        "t",
-        "y",
-        init=init,
-        lr=0.2,
-        l2=1e-3,
-        batch_size=40,
-        epochs=2,
-        seed=5,
-        class_weight="balanced",
-        db=engine,
-    )
-    updates = model.training["iterations"]
-    rows, _, batches = expected_batches(X, y, 5, 0.0, 40, updates)
-    counts = np.bincount(y.astype(int), minlength=3)
-    sw = len(y) / (3 * counts[y.astype(int)])
-    want, losses = numpy_run(init, X, y, rows, batches, 0.2, updates, sample_weight=sw)
-    assert_weights_close(model.weights, want)
-    np.testing.assert_allclose([h["loss"] for h in model.history[:-1]], losses, rtol=1e-9)

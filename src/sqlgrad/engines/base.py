@@ -72,11 +72,6 @@ class Capabilities:
         vector_dot: how the engine multiplies a row vector by a layer's weights as dot products of
             lists, one per unit, instead of one scalar product per weight (DuckDB's ``list_value`` and
             ``list_inner_product``); None: scalar products only.
-        grouped_gradient_from: a layer's weight gradient with at least this many entries is summed
-            grouped by unit: each row's deltas are unnested into one row per unit (a zero delta, a ReLU
-            unit that is off, is skipped), and one ``SUM`` per input runs per unit group, instead of one
-            ``SUM`` per weight over the rows. Needs ``vector_dot`` (its list function) and ``UNNEST``;
-            None: one ``SUM`` per weight.
     """
 
     dialect: str
@@ -103,7 +98,6 @@ class Capabilities:
     overflow_errors: tuple[str, ...] = ()
     stepwise_from_rows: int | None = None
     vector_dot: VectorDot | None = None
-    grouped_gradient_from: int | None = None
 
 
 @dataclass(frozen=True)

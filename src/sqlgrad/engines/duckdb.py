@@ -53,10 +53,6 @@ class DuckDBEngine(Engine):
         # 64-to-64 0.75 s against 2.37 s; about a tie at 8-to-4 and 32-to-2, scalars ahead on narrower
         # layers and single outputs (benchmarks/vector_dot.py, benchmarks/results/vector_dot.json)
         vector_dot=VectorDot("list_value", "list_inner_product", min_length=8, min_count=4),
-        # the gradient of a 64-to-32 layer on 100k rows with half the deltas zero (ReLU): 0.24 s grouped
-        # by unit against 0.47 s as 2,048 SUMs (0.32 s with no zero delta); about a tie at 128 entries
-        # (16x8: 0.89, 8x8: 1.35 times the SUMs' time on 200k rows; docs/benchmarks.md)
-        grouped_gradient_from=256,
     )
 
     def __init__(self, url: str = "duckdb://", connection: Any | None = None) -> None:

@@ -90,32 +90,9 @@ class TrainingProgram:
     # 64-32-10 network and 3.3 s for 32-64-64-2 while the lowering copied its operands).
 
     @cached_property
-    def grouped_leaves(self) -> list[Node]:
-        """The weights whose gradient is summed grouped by unit (:meth:`gradient_select`): those of the
-        layers with at least ``Capabilities.grouped_gradient_from`` weights, where the engine has it."""
-        caps = self.capabilities
-        if caps.grouped_gradient_from is None or caps.vector_dot is None:
-            return []
-        return [
-            leaf
-            for leaf in self.param_leaves
-            if leaf.op == "weight"
-            and self.graph.grads[leaf].op == "outer"
-            and leaf.size >= caps.grouped_gradient_from
-        ]
-
-    @cached_property
     def train_stages(self) -> Staged:
-        """The forward pass, the loss and every parameter's gradient, staged in levels (wide plans); for a
-        weight summed grouped by unit, the two factors of its gradient instead (the layer's input and
-        the gradient at its output)."""
-        grouped = set(self.grouped_leaves)
-        factors = [f for leaf in self.grouped_leaves for f in self.graph.grads[leaf].inputs]
-        roots = [
-            self.graph.loss,
-            *(self.graph.grads[p] for p in self.param_leaves if p not in grouped),
-            *dict.fromkeys(factors),
-        ]
+        """The forward pass, the loss and every parameter's gradient, staged in levels (wide plans)."""
+        roots = [self.graph.loss, *(self.graph.grads[p] for p in self.param_leaves)]
         caps = self.capabilities
         return stage(roots, native_tanh=caps.native_tanh, vector_dot=caps.vector_dot)
 
@@ -245,115 +222,18 @@ class TrainingProgram:
     ) -> exp.Select:
         """Sum of the per-row loss, row count, and summed gradient of every parameter.
 
-        ``params`` is a one-row relation, or the alias of an outer row for a LATERAL form. The weights of
-        :attr:`grouped_leaves` are summed grouped by unit (:meth:`_grouped_gradient`) from a
-        materialized relation of the rows, beside the other sums."""
+        ``params`` is a one-row relation, or the alias of an outer row for a LATERAL form."""
         st = self.train_stages
         weight = col(SAMPLE_WEIGHT) if self.weighted else None
-        base = self._data_with_params(data, params, where, stages=st)
-        if not self.grouped_leaves:
-            sums = [
-                alias(exp.Sum(this=_weighted(st.exprs(self.graph.loss)[0], weight)), LOSS_SUM),
-                alias(self._count(weight), N_ROWS),
-            ]
-            for leaf in self.param_leaves:
-                for c, e in zip(leaf_columns(leaf), st.exprs(self.graph.grads[leaf]), strict=True):
-                    sums.append(alias(exp.Sum(this=_weighted(e, weight)), grad_column(c)))
-            return st.build(base, sums, passthrough=self.extra_columns, params_in_base=True)
-        # one row per data row: the loss and the other gradient contributions under names of their own
-        # (the ``sg_`` prefix), and the factors of the grouped gradients as the columns they are
-        grouped = set(self.grouped_leaves)
-        per_row: list[exp.Expression] = [alias(st.exprs(self.graph.loss)[0], "sg_loss")]
-        per_row += [col(c) for c in self.extra_columns]  # the sample weight
         sums = [
-            alias(exp.Sum(this=_weighted(col("sg_loss"), weight)), LOSS_SUM),
+            alias(exp.Sum(this=_weighted(st.exprs(self.graph.loss)[0], weight)), LOSS_SUM),
             alias(self._count(weight), N_ROWS),
         ]
         for leaf in self.param_leaves:
-            if leaf in grouped:
-                continue
             for c, e in zip(leaf_columns(leaf), st.exprs(self.graph.grads[leaf]), strict=True):
-                per_row.append(alias(e, "sg_" + grad_column(c)))
-                sums.append(
-                    alias(exp.Sum(this=_weighted(col("sg_" + grad_column(c)), weight)), grad_column(c))
-                )
-        factors: dict[Node, list[str]] = {}
-        for leaf in self.grouped_leaves:
-            for f in self.graph.grads[leaf].inputs:
-                if f not in factors:
-                    factors[f] = [f"sg_f{len(factors)}_{i}" for i in range(f.size)]
-                    per_row += [alias(e, n) for e, n in zip(st.exprs(f), factors[f], strict=True)]
-        rows = st.build(base, per_row, passthrough=self.extra_columns, params_in_base=True)
-        parts = [exp.select(*sums).from_(table("sg_rows"), copy=False)]
-        for leaf in self.grouped_leaves:
-            h, d = self.graph.grads[leaf].inputs
-            parts.append(self._grouped_gradient(leaf, factors[h], factors[d], weight))
-        select = exp.select(exp.Star()).from_(
-            _as(parts[0].subquery(copy=False), "sg_p0", copy=False), copy=False
-        )
-        for k, part in enumerate(parts[1:], start=1):
-            select = select.join(_as(part, f"sg_p{k}", copy=False), join_type="cross", copy=False)
-        cte = exp.CTE(
-            this=rows, alias=exp.TableAlias(this=exp.to_identifier("sg_rows", quoted=True)), materialized=True
-        )
-        select.set("with_", exp.With(expressions=[cte]))
-        return select
-
-    def _grouped_gradient(
-        self, leaf: Node, inputs: list[str], deltas: list[str], weight: exp.Expression | None
-    ) -> exp.Select:
-        """One layer's weight gradient summed grouped by unit, as one row of ``d_w{l}_{i}_{j}`` columns.
-
-        ``SELECT sg_unit, SUM(sg_delta * h_0), ... FROM (SELECT h_0, ..., UNNEST(list(delta_0, ...)) AS
-        sg_delta, UNNEST(list(0, 1, ...)) AS sg_unit FROM sg_rows) WHERE sg_delta <> 0 GROUP BY sg_unit``,
-        then pivoted into one row (a unit with no row, dead on every row, gets 0). A zero delta adds
-        nothing to any sum, so skipping it gives the same sums, in less time when ReLU units are off.
-        ``inputs`` and ``deltas`` are the ``sg_rows`` columns of the layer's input and of the gradient
-        at its output."""
-        assert self.capabilities.vector_dot is not None
-        pack = self.capabilities.vector_dot.pack
-        hs: list[exp.Expression] = [col(c) for c in inputs]
-        ds: list[exp.Expression] = [col(c) for c in deltas]
-        if weight is not None:
-            ds = [mul(e, weight.copy()) for e in ds]
-        unit, delta = col("sg_unit"), col("sg_delta")
-        unnested = exp.select(
-            *hs,
-            alias(exp.Unnest(expressions=[exp.Anonymous(this=pack, expressions=ds)]), "sg_delta"),
-            alias(
-                exp.Unnest(
-                    expressions=[exp.Anonymous(this=pack, expressions=[num(j) for j in range(len(ds))])]
-                ),
-                "sg_unit",
-            ),
-        ).from_(table("sg_rows"), copy=False)
-        by_unit = (
-            exp.select(
-                unit.copy(),
-                *(alias(exp.Sum(this=mul(delta.copy(), e.copy())), f"sg_s{i}") for i, e in enumerate(hs)),
-            )
-            .from_(_as(unnested.subquery(copy=False), "sg_u", copy=False), copy=False)
-            .where(exp.NEQ(this=delta.copy(), expression=num(0)), copy=False)
-            .group_by(unit.copy(), copy=False)
-        )
-        names = leaf_columns(leaf)
-        fan_out = len(ds)
-        pivot = [
-            alias(
-                exp.Coalesce(
-                    this=exp.Max(
-                        this=exp.If(
-                            this=exp.EQ(this=unit.copy(), expression=num(k % fan_out)),
-                            true=col(f"sg_s{k // fan_out}"),
-                        )
-                    ),
-                    expressions=[num(0)],
-                ),
-                grad_column(c),
-            )
-            for k, c in enumerate(names)
-        ]
-        return exp.select(*pivot).from_(_as(by_unit.subquery(copy=False), "sg_g", copy=False), copy=False)
+                sums.append(alias(exp.Sum(this=_weighted(e, weight)), grad_column(c)))
+        base = self._data_with_params(data, params, where, stages=st)
+        return st.build(base, sums, passthrough=self.extra_columns, params_in_base=True)
 
     def _count(self, weight: exp.Expression | None) -> exp.Expression:
         """The row count as DOUBLE, or the sum of the sample weights."""
