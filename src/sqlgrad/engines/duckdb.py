@@ -50,8 +50,8 @@ class DuckDBEngine(Engine):
         # with threads=1: then recursive is the faster one at every size)
         stepwise_from_rows=300_000,
         # a 64-to-32 layer on 200k rows: 0.36 s as list dot products against 1.08 s as scalar products,
-        # 64-to-64 0.75 s against 2.37 s; about a tie at 8-to-4 and 32-to-2, scalars ahead on narrower
-        # layers and single outputs (benchmarks/vector_dot.py, benchmarks/results/vector_dot.json)
+        # 64-to-64 0.75 s against 2.37 s; a tie at 8-to-4, scalars ahead at 2-to-2, 8-to-1 and 64-to-2
+        # (benchmarks/vector_dot.py, benchmarks/results/vector_dot.json)
         vector_dot=VectorDot("list_value", "list_inner_product", min_length=8, min_count=4),
     )
 
