@@ -259,3 +259,38 @@ def test_wide_predictions_and_metrics_through_list_dot_products(engine, head):
         y = np.array([r[names.index("y")] for r in rows])
         assert metrics["accuracy"] == pytest.approx(np.mean(np.argmax(want, axis=1) == y), rel=1e-12)
     assert "LIST_INNER_PRODUCT(" in engine.render(predict_query(model, "t", db=engine)).upper()
+
+
+def test_a_null_feature_makes_a_null_prediction_through_list_dot_products(engine):
+    """Scoring a row with a NULL feature (no fill) gives NULL, as with scalar products: DuckDB's
+    ``list_inner_product`` refuses a list holding a NULL, so the prediction query packs a NULL as 0 and
+    the row's NULL flag blanks its outputs; the other rows score as the reference says."""
+    from sqlgrad import predict
+
+    model, _, _ = run_case(
+        engine,
+        hidden=[10],
+        activation="relu",
+        head="softmax",
+        strategy="recursive",
+        d=12,
+        classes=4,
+        iterations=2,
+    )
+    engine.connection.execute("CREATE TABLE s AS SELECT * FROM t")
+    engine.connection.execute('UPDATE s SET "f3" = NULL WHERE rowid IN (SELECT rowid FROM s LIMIT 2)')
+    names, rows = predict(model, "s", db=engine)
+    probs = [[r[names.index(f"probability_{c}")] for c in range(4)] for r in rows]
+    nulls = [r[names.index("f3")] is None for r in rows]
+    assert sum(nulls) == 2
+    assert all(all(p is None for p in ps) == null for ps, null in zip(probs, nulls, strict=True))
+    X = np.array(
+        [
+            [r[names.index(f"f{i}")] for i in range(12)]
+            for r, null in zip(rows, nulls, strict=True)
+            if not null
+        ]
+    )
+    want = R.predict_scores(model.weights, model.activations, "softmax", X)
+    got = np.array([ps for ps, null in zip(probs, nulls, strict=True) if not null], dtype=float)
+    np.testing.assert_allclose(got, want, rtol=1e-9)

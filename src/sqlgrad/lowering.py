@@ -244,7 +244,11 @@ REPRESENTATION_FORMS: dict[str, Callable[[Node, list[Exprs], LowerContext], Expr
     "scale": lambda n, a, c: [times(e.copy(), a[1][0].copy()) for e in a[0]],
     "add": lambda n, a, c: [x + y for x, y in zip(a[0], a[1], strict=True)],
     "one": lambda n, a, c: [num(1)],
-    "pack": lambda n, a, c: [_packed(c, a[0])],
+    "pack": lambda n, a, c: [
+        _packed(
+            c, [exp.Coalesce(this=e.copy(), expressions=[num(0)]) for e in a[0]] if c.nullable_rows else a[0]
+        )
+    ],
     "weight_columns": _weight_columns,
     "weight_rows": _weight_rows,
     "affine_dot": _affine_dot,
@@ -269,6 +273,9 @@ def sigmoid_expr(z: exp.Expression) -> exp.Expression:
 class LowerContext:
     native_tanh: bool = True
     vector_dot: VectorDot | None = None
+    nullable_rows: bool = False
+    """Row values may be NULL (a prediction over raw rows): packed as 0, since DuckDB's
+    ``list_inner_product`` refuses a list holding a NULL; the caller blanks such a row's outputs."""
 
 
 def pack(h: Node) -> Node:
@@ -392,6 +399,7 @@ def stage(
     constants: dict[Node, Exprs] | None = None,
     prefix: str = "",
     vector_dot: VectorDot | None = None,
+    nullable_rows: bool = False,
 ) -> Staged:
     """Lower ``roots`` (and everything they need) into levels.
 
@@ -405,10 +413,11 @@ def stage(
     so that they cannot collide with a user's columns carried alongside.
 
     With ``vector_dot`` (the engine's :attr:`~sqlgrad.engines.base.Capabilities.vector_dot`), wide
-    layers multiply through lists (:func:`vectorize`); the requested roots keep their keys.
+    layers multiply through lists (:func:`vectorize`); the requested roots keep their keys. With
+    ``nullable_rows`` a NULL in a packed row vector is packed as 0 (:class:`LowerContext`).
     """
     constants = constants or {}
-    ctx = LowerContext(native_tanh=native_tanh, vector_dot=vector_dot)
+    ctx = LowerContext(native_tanh=native_tanh, vector_dot=vector_dot, nullable_rows=nullable_rows)
     requested = list(roots)
     if vector_dot is not None:
         replaced = vectorize(roots, vector_dot)

@@ -263,6 +263,7 @@ class Model:
             prefix=PREFIX,
             materialize=tuple(roots[1:]),
             vector_dot=vector_dot,
+            nullable_rows=True,  # a row with a NULL feature scores NULL (the flag below)
         )
         inputs = encode(self.encoding)
         # A NULL feature without a fill value makes the row's prediction NULL (a ReLU would turn a NULL
