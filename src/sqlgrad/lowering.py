@@ -315,7 +315,8 @@ def vectorize(roots: list[Node], vector_dot: VectorDot) -> dict[Node, Node]:
         inputs = tuple(replaced.get(i, i) for i in node.inputs)
         if node.op in ("affine", "matmul_t"):
             _, fan_in, fan_out = node.inputs[1].attrs
-            vector, count = (inputs[0], fan_out) if node.op == "affine" else (inputs[0], fan_in)
+            # affine: the layer's input meets every unit; matmul_t: the output gradient meets every input
+            vector, count = inputs[0], fan_out if node.op == "affine" else fan_in
             if vector_dot.applies(vector.size, count):
                 lists = weight_lists(inputs[1], "columns" if node.op == "affine" else "rows")
                 replaced[node] = Node(
