@@ -10,8 +10,11 @@ from hypothesis import strategies as st
 
 import reference as R
 from conftest import assert_weights_close, load_arrays, make_classification, make_regression
-from sqlgrad import Model, train
+from sqlgrad import Model, evaluate, predict, predict_query, train
+from sqlgrad.engines import capabilities_for
 from sqlgrad.engines.duckdb import DuckDBEngine
+from sqlgrad.optim import GradientDescent
+from sqlgrad.plans import TrainingProgram
 from sqlgrad.spec import ACTIVATIONS, build_spec, init_weights
 
 
@@ -208,9 +211,6 @@ def test_list_dot_products_only_where_declared_and_wide_enough():
     """DuckDB's step of the 64-32-10 network multiplies through lists: 32 + 10 units forward and the
     32 products flowing back through the output layer; the article's network and engines that declare no
     ``vector_dot`` keep scalar products."""
-    from sqlgrad.engines import capabilities_for
-    from sqlgrad.optim import GradientDescent
-    from sqlgrad.plans import TrainingProgram
 
     def dots(spec, dialect):
         stages = TrainingProgram(spec, GradientDescent(0.1), capabilities_for(dialect)).train_stages
@@ -228,7 +228,6 @@ def test_list_dot_products_only_where_declared_and_wide_enough():
 def test_wide_predictions_and_metrics_through_list_dot_products(engine, head):
     """Scoring and evaluating a network wide enough for DuckDB's list dot products give the reference's
     scores and metrics (the prediction query inlines the weights as literals inside the lists)."""
-    from sqlgrad import evaluate, predict, predict_query
 
     model, _, _ = run_case(
         engine,
@@ -265,7 +264,6 @@ def test_a_null_feature_makes_a_null_prediction_through_list_dot_products(engine
     """Scoring a row with a NULL feature (no fill) gives NULL, as with scalar products: DuckDB's
     ``list_inner_product`` refuses a list holding a NULL, so the prediction query packs a NULL as 0 and
     the row's NULL flag blanks its outputs; the other rows score as the reference says."""
-    from sqlgrad import predict
 
     model, _, _ = run_case(
         engine,

@@ -168,12 +168,11 @@ class TrainingProgram:
         # built in place (copy=False): the select list holds a column per parameter; ``params`` and
         # ``where`` are the caller's, so copied once
         where = where.copy() if where is not None else None
-        made = [(n, e) for n, e in stages.param_exprs] if stages is not None else []
         if stages is None:
-            wanted = self.param_columns
+            wanted, made = self.param_columns, []
         else:
             read = set(stages.base_columns)
-            wanted = [c for c in self.param_columns if c in read]
+            wanted, made = [c for c in self.param_columns if c in read], stages.param_exprs
         if isinstance(params, str):
             base = exp.select(
                 *(col(c, "d") for c in self.data_columns),
