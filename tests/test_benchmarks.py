@@ -49,3 +49,19 @@ def test_the_vector_dot_benchmark_checks_its_sums_against_numpy(tmp_path):
     rows = json.loads(out.read_text())["results"]
     assert [(r["fan_in"], r["fan_out"], r["declared"]) for r in rows] == [(2, 2, False), (16, 4, True)]
     assert "lists" in printed and "scalar" in printed
+
+
+def test_the_floor_benchmark_checks_every_gradient_form_against_numpy(tmp_path):
+    out = tmp_path / "floor.json"
+    printed = run("floor.py", "--workloads", "W2,W3", "--rows", "3000", "--repeats", "1", "--out", str(out))
+    results = json.loads(out.read_text())["results"]
+    assert [r["workload"] for r in results] == ["W2", "W3"]
+    for r in results:
+        assert set(r["forms"]) == {"scalar", "blocks", "unnest"}
+        for form in r["forms"].values():
+            assert len(form["layers"]) == len(r["hidden"]) + 1
+            for layer in form["layers"]:
+                assert layer["rel_diff_vs_numpy"] < 1e-12
+                assert 0 < layer["execution_seconds"] <= layer["seconds"]
+        assert r["floor_x_numpy_update"] == min(f["x_numpy_update"] for f in r["forms"].values())
+    assert "numpy's whole update" in printed

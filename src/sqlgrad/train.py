@@ -314,6 +314,8 @@ def train(
         program = TrainingProgram(spec, opt, engine.capabilities, batch_table=batch_table, weighted=weighted)
         per_update = min(batch_size, n_train) if batch_size is not None else n_train
         plan = choose(strategy, engine.capabilities, total, program, rows=per_update)
+        if plan.gathers:
+            program = program.gathering(per_update, engine.memory_limit())
         inp = PlanInput(program, train_table, weights, total, run)
         control.config = _run_config(
             src.label if src.query is None else src.query.sql(engine.capabilities.dialect),
@@ -412,6 +414,7 @@ def train(
             "stopped": outcome.stopped if outcome else None,
             "best_iteration": outcome.best_iteration if outcome else None,
             "resumed_from": outcome.resumed_from if outcome else None,
+            "gathered_layers": sorted(leaf.attrs[0] for leaf in program.gathered) or None,
         }
         model.training.update({k: v for k, v in extras.items() if v is not None})
         return model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -11,7 +12,7 @@ from urllib.parse import parse_qsl, unquote
 from sqlglot import exp
 
 from ..errors import EngineError
-from .base import Capabilities, Column, Engine, VectorDot, _first_line, as_query
+from .base import Capabilities, Column, Engine, GatheredGradients, VectorDot, _first_line, as_query
 
 
 class DuckDBEngine(Engine):
@@ -53,6 +54,14 @@ class DuckDBEngine(Engine):
         # 64-to-64 0.75 s against 2.37 s; a tie at 8-to-4, scalars ahead at 2-to-2, 8-to-1 and 64-to-2
         # (benchmarks/vector_dot.py, benchmarks/results/vector_dot.json)
         vector_dot=VectorDot("list_value", "list_inner_product", min_length=8, min_count=4),
+        # W2's gradient sums (64-32-10, 100k rows): 0.32 s gathered in blocks of 4,096 rows against
+        # 0.82 s as one SUM per weight; W3's (32-64-64-2, 1M rows) 9.6 s against 15.3 s; blocks of 2,048
+        # tie, 512 and 16,384 are slower; 50 gathered DOUBLEs per row held 1.43 GB per million rows at
+        # the peak (3.6x their 400 MB) and do not spill: 200 MB of memory_limit ran out
+        # (benchmarks/floor.py, benchmarks/results/floor.json; docs/benchmarks.md)
+        gathered_gradients=GatheredGradients(
+            "list", "list_inner_product", "rowid", block_rows=4096, min_products=64, bytes_per_value=32
+        ),
     )
 
     def __init__(self, url: str = "duckdb://", connection: Any | None = None) -> None:
@@ -86,6 +95,15 @@ class DuckDBEngine(Engine):
 
     def _executemany(self, sql: str, rows: list[tuple]) -> None:
         self._con.executemany(sql, rows)
+
+    def memory_limit(self) -> int | None:
+        """DuckDB's ``memory_limit`` setting in bytes (``'18.8 GiB'``, ``'500.0 MB'``), None if unset.
+
+        >>> e = DuckDBEngine("duckdb://?memory_limit=512MB")
+        >>> e.memory_limit()
+        511914803
+        """
+        return _bytes(str(self.scalar("SELECT current_setting('memory_limit')") or ""))
 
     @contextlib.contextmanager
     def training_settings(self) -> Iterator[None]:
@@ -169,3 +187,30 @@ def _path_from_url(url: str) -> tuple[str, dict[str, str]]:
             f"bad DuckDB URL {url!r}: write duckdb:///relative.db or duckdb:////absolute/path.db"
         )
     return unquote(rest[1:]), config
+
+
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "BYTES": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
+
+
+def _bytes(text: str) -> int | None:
+    """``'18.8 GiB'`` as bytes; None for an empty or unlimited setting or an unknown unit.
+
+    >>> _bytes("18.8 GiB"), _bytes("500.0 MB"), _bytes("1024 bytes"), _bytes("")
+    (20186346291, 500000000, 1024, None)
+    """
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
+    if match is None or match.group(2).upper() not in _UNITS:
+        return None
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])

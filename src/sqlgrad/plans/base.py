@@ -61,6 +61,9 @@ class Plan:
     description: str = ""
     chunks: bool = True
     """Whether :meth:`advance` exists (the article's nested query starts from literals only)."""
+    gathers: bool = False
+    """Whether its updates are :meth:`~sqlgrad.plans.program.TrainingProgram.gradient_select`
+    aggregates, which can gather wide layers' gradients (:attr:`TrainingProgram.gather`)."""
 
     def statements(self, inp: PlanInput) -> list[exp.Expression]:
         """The statements this plan issues (for reading; repeated ones shown once)."""

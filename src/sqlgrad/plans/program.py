@@ -11,7 +11,7 @@ nested query).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from itertools import pairwise
 
@@ -33,6 +33,9 @@ ROW_KEY = "row_key"
 """Data column numbering the training rows ``0..n-1`` (present when training in mini-batches)."""
 SAMPLE_WEIGHT = "sample_weight"
 """Data column weighting each row's loss (present with class weights)."""
+BLOCK = "block"
+"""The block of rows a data row is gathered in, when gradients are gathered
+(:class:`~sqlgrad.engines.base.GatheredGradients`)."""
 BATCH_COLUMNS = ("iteration", "mult", "shift", "modulus", "lo", "hi")
 """The batch schedule table: update ``iteration`` uses the rows whose
 ``MOD(mult * row_key + shift, modulus)`` lies in ``[lo, hi)`` (see :mod:`sqlgrad.batches`)."""
@@ -69,6 +72,10 @@ class TrainingProgram:
     """The batch schedule of a mini-batch run (columns :data:`BATCH_COLUMNS`); None: full batch."""
     weighted: bool = False
     """Each data row carries a :data:`SAMPLE_WEIGHT`: the loss is ``SUM(w * loss) / SUM(w)``."""
+    gather: bool = False
+    """Sum the gradients of the layers in :attr:`gatherable` as list dot products over blocks of rows
+    (the engine's :attr:`~sqlgrad.engines.base.Capabilities.gathered_gradients`). The caller checks
+    that :attr:`gathered_values` per row fit in the engine's memory (:meth:`gathering`)."""
 
     def __post_init__(self) -> None:
         self.graph: Graph = build_graph(self.spec)
@@ -85,6 +92,39 @@ class TrainingProgram:
         self.extra_columns: list[str] = [SAMPLE_WEIGHT] if self.weighted else []
         self.data_columns.extend(self.extra_columns)
 
+    @cached_property
+    def gatherable(self) -> dict[Node, tuple[Node, Node]]:
+        """The weight leaves whose gradient ``outer(a, d)`` the engine would gather, each with its two
+        vectors ``(a, d)``: the layer's inputs and output deltas (wide enough layers only)."""
+        how = self.capabilities.gathered_gradients
+        if how is None:
+            return {}
+        found: dict[Node, tuple[Node, Node]] = {}
+        for leaf in self.param_leaves:
+            grad = self.graph.grads[leaf]
+            if leaf.op == "weight" and grad.op == "outer" and how.applies(leaf.attrs[1], leaf.attrs[2]):
+                found[leaf] = (grad.inputs[0], grad.inputs[1])
+        return found
+
+    @property
+    def gathered(self) -> dict[Node, tuple[Node, Node]]:
+        """:attr:`gatherable` when :attr:`gather` is on, else nothing."""
+        return self.gatherable if self.gather else {}
+
+    @property
+    def gathered_values(self) -> int:
+        """The values per row that gathering would hold: each gathered layer's inputs and deltas."""
+        return sum(a.size + d.size for a, d in self.gatherable.values())
+
+    def gathering(self, rows: int, memory_limit: int | None) -> TrainingProgram:
+        """This program, gathering its :attr:`gatherable` layers where they are and ``rows`` rows per
+        update of :attr:`gathered_values` each fit in the engine's memory
+        (:meth:`~sqlgrad.engines.base.GatheredGradients.fits`); otherwise this program unchanged."""
+        how = self.capabilities.gathered_gradients
+        if how is None or not self.gatherable or not how.fits(rows, self.gathered_values, memory_limit):
+            return self
+        return replace(self, gather=True)
+
     # The staged column expressions of the one-column-per-parameter plans are built on first use: a run
     # that ``auto`` gives to the long plan never builds them (``docs/benchmarks.md``: 1.8 s for the
     # 64-32-10 network and 3.3 s for 32-64-64-2 while the lowering copied its operands).
@@ -92,7 +132,9 @@ class TrainingProgram:
     @cached_property
     def train_stages(self) -> Staged:
         """The forward pass, the loss and every parameter's gradient, staged in levels (wide plans)."""
-        roots = [self.graph.loss, *(self.graph.grads[p] for p in self.param_leaves)]
+        gathered = self.gathered
+        roots = [self.graph.loss, *(self.graph.grads[p] for p in self.param_leaves if p not in gathered)]
+        roots += [v for pair in gathered.values() for v in pair]
         caps = self.capabilities
         return stage(roots, native_tanh=caps.native_tanh, vector_dot=caps.vector_dot)
 
@@ -173,9 +215,15 @@ class TrainingProgram:
         else:
             read = set(stages.base_columns)
             wanted, made = [c for c in self.param_columns if c in read], stages.param_exprs
+        rows = [col(c, "d") for c in self.data_columns]
+        how = self.capabilities.gathered_gradients
+        if stages is not None and self.gathered and how is not None:
+            # blocks of consecutive rows of the data table, by its row number
+            block = exp.IntDiv(this=col(how.row_number, "d"), expression=num(how.block_rows))
+            rows.append(alias(block, BLOCK))
         if isinstance(params, str):
             base = exp.select(
-                *(col(c, "d") for c in self.data_columns),
+                *rows,
                 *(col(c, params) for c in wanted),
                 *(alias(_requalify(e, params), n) for n, e in made),
             ).from_(_as(data, "d"), copy=False)
@@ -186,7 +234,7 @@ class TrainingProgram:
                 )
             base = (
                 exp.select(
-                    *(col(c, "d") for c in self.data_columns),
+                    *rows,
                     *(col(c, "q") for c in [*wanted, *(n for n, _ in made)]),
                 )
                 .from_(_as(data, "d"), copy=False)
@@ -221,18 +269,44 @@ class TrainingProgram:
     ) -> exp.Select:
         """Sum of the per-row loss, row count, and summed gradient of every parameter.
 
-        ``params`` is a one-row relation, or the alias of an outer row for a LATERAL form."""
+        ``params`` is a one-row relation, or the alias of an outer row for a LATERAL form. With
+        :attr:`gathered` layers the sums are taken per block of rows first (``GROUP BY block``), the
+        gathered layers' inputs and deltas as one list per column and block, and the blocks are then
+        summed, each gathered weight as ``SUM(dot(list_a_i, list_d_j))``."""
         st = self.train_stages
         weight = col(SAMPLE_WEIGHT) if self.weighted else None
         sums = [
             alias(exp.Sum(this=_weighted(st.exprs(self.graph.loss)[0], weight)), LOSS_SUM),
             alias(self._count(weight), N_ROWS),
         ]
+        gathered = self.gathered
         for leaf in self.param_leaves:
-            for c, e in zip(leaf_columns(leaf), st.exprs(self.graph.grads[leaf]), strict=True):
-                sums.append(alias(exp.Sum(this=_weighted(e, weight)), grad_column(c)))
+            if leaf not in gathered:
+                for c, e in zip(leaf_columns(leaf), st.exprs(self.graph.grads[leaf]), strict=True):
+                    sums.append(alias(exp.Sum(this=_weighted(e, weight)), grad_column(c)))
         base = self._data_with_params(data, params, where, stages=st)
-        return st.build(base, sums, passthrough=self.extra_columns, params_in_base=True)
+        if not gathered:
+            return st.build(base, sums, passthrough=self.extra_columns, params_in_base=True)
+        how = self.capabilities.gathered_gradients
+        assert how is not None
+        totals: list[exp.Expression] = [alias(exp.Sum(this=col(s.alias)), s.alias) for s in sums]
+        lists: dict[str, exp.Expression] = {}
+        for leaf, (a, d) in gathered.items():
+            a_lists = [f"{a.name}_list_{i}" for i in range(a.size)]
+            d_lists = [f"{d.name}_list_{j}" for j in range(d.size)]
+            for name, e in zip(a_lists, st.exprs(a), strict=True):
+                lists[name] = exp.Anonymous(this=how.gather, expressions=[e])
+            for name, e in zip(d_lists, st.exprs(d), strict=True):  # the row weight goes with the deltas
+                lists[name] = exp.Anonymous(this=how.gather, expressions=[_weighted(e, weight)])
+            columns = iter(leaf_columns(leaf))  # row-major: input i, unit j
+            for ai in a_lists:
+                for dj in d_lists:
+                    dot = exp.Anonymous(this=how.dot, expressions=[col(ai), col(dj)])
+                    totals.append(alias(exp.Sum(this=dot), grad_column(next(columns))))
+        sums += [alias(e, name) for name, e in lists.items()]
+        blocks = st.build(base, sums, passthrough=[*self.extra_columns, BLOCK], params_in_base=True)
+        blocks = blocks.group_by(col(BLOCK), copy=False)
+        return exp.select(*totals).from_(_as(blocks.subquery(copy=False), "b", copy=False), copy=False)
 
     def _count(self, weight: exp.Expression | None) -> exp.Expression:
         """The row count as DOUBLE, or the sum of the sample weights."""

@@ -19,6 +19,7 @@ from .program import ITERATION, LOSS
 class RecursivePlan(Plan):
     name = "recursive"
     description = "one WITH RECURSIVE statement for the whole training"
+    gathers = True
 
     def query(self, inp: PlanInput, anchor: exp.Expression | None = None, start: int = 0) -> exp.Select:
         """``WITH RECURSIVE steps AS (anchor UNION ALL <one update>) SELECT * FROM steps``, for updates

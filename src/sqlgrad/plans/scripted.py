@@ -40,6 +40,7 @@ COUNTER = "sqlgrad_step"
 class ScriptedPlan(Plan):
     name = "scripted"
     description = "the training loop as one script in the engine's language (PL/pgSQL, BigQuery scripting)"
+    gathers = True
 
     # --- the SQL statements (sqlglot trees) -----------------------------------------------------------
 

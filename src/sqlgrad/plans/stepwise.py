@@ -19,6 +19,7 @@ from .program import ITERATION, LOSS
 class StepwisePlan(Plan):
     name = "stepwise"
     description = "one statement per iteration; parameters in a table"
+    gathers = True
 
     def step(self, inp: PlanInput, state: str) -> list[exp.Expression]:
         """The statements of one update where tables take DELETE: insert the next row computed from
