@@ -24,6 +24,7 @@ issue-6 goal of "at most 2x numpy per update" on this machine and engine version
 
     python benchmarks/floor.py                                   # W2 (100k rows) and W3 (1M rows)
     python benchmarks/floor.py --workloads W2 --rows 20000 --out /tmp/floor.json
+    python benchmarks/floor.py --workloads 64x2,32x10,32x16,64x32 --out /tmp/shapes.json   # single layers
 
 numpy runs with one BLAS thread (its fastest setting here, as in ``benchmarks/run.py``); DuckDB with its
 default threads. Times are the best of ``--repeats`` runs after a warm-up; compare the ratios.
@@ -151,7 +152,11 @@ def as_matrix(form: str, result: list[tuple], fan_in: int, fan_out: int) -> np.n
 
 
 def measure(name: str, rows: int | None, repeats: int, block: int) -> dict:
-    features, hidden, classes, default_rows = WORKLOADS[name]
+    if name in WORKLOADS:
+        features, hidden, classes, default_rows = WORKLOADS[name]
+    else:  # one layer, FANINxFANOUT: softmax regression, the shape sweep behind the gathering threshold
+        fan_in, fan_out = (int(v) for v in name.split("x"))
+        features, hidden, classes, default_rows = fan_in, (), fan_out, 100_000
     rows = rows or default_rows
     acts, deltas, update = network(features, hidden, classes, rows)
     with threadpool_limits(1):
@@ -215,7 +220,11 @@ def measure(name: str, rows: int | None, repeats: int, block: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--workloads", default="W2,W3", help="comma-separated subset of W2,W3")
+    parser.add_argument(
+        "--workloads",
+        default="W2,W3",
+        help="comma-separated: W2, W3, or one layer FANINxFANOUT (100k rows; e.g. 64x2,32x10)",
+    )
     parser.add_argument("--rows", type=int, help="rows for every workload (default: W2 100k, W3 1M)")
     parser.add_argument("--block", type=int, default=4096, help="rows per block of the blocks form")
     parser.add_argument("--repeats", type=int, default=2)

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -451,3 +452,24 @@ def test_training_sql_of_an_initial_weights_file(strategy, capsys):
     assert "CASE WHEN" in statements[0]  # the label index of y
     for text in statements:
         sqlglot.parse_one(text, read="duckdb")
+
+
+def test_training_sql_gathers_as_the_models_training_did(tmp_path, capsys):
+    """A 32-32-1 network trained on DuckDB gathered its first layer's gradient; ``sqlgrad sql --train``
+    prints the statements that way unless told ``--no-gather``, and never for a dialect that cannot."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 32))
+    path = tmp_path / "w.csv"
+    header = ",".join(f"f{i}" for i in range(32)) + ",label\n"
+    path.write_text(header + "".join(",".join(repr(float(v)) for v in r) + f",{int(r[0] > 0)}\n" for r in X))
+    m = tmp_path / "m.json"
+    argv = ["train", str(path), "--target", "label", "--hidden", "32", "--iterations", "2", "-o", str(m)]
+    argv += ["--strategy", "recursive"]
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    assert json.loads(m.read_text())["training"]["gathered_layers"] == [1]
+    gathered = re.compile(r'LIST_INNER_PRODUCT\("\w+_list_\d+", "\w+_list_\d+"\)')
+    for extra, dots in (([], 32 * 32), (["--no-gather"], 0), (["--dialect", "postgres"], 0)):
+        code, out, err = run(["sql", str(m), "--train", "--iterations", "2", "--json", *extra], capsys)
+        assert code == 0, err
+        assert len(gathered.findall(" ".join(json.loads(out)["statements"]))) == dots

@@ -13,6 +13,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, NoReturn
 
 from . import __version__
@@ -375,6 +376,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--strategy", default="recursive", choices=[x for x in STRATEGIES if x != "auto"])
     s.add_argument("--iterations", type=int, default=10)
     s.add_argument("--lr", type=_number, default=None, help="default: the model's (its optimizer is kept)")
+    s.add_argument(
+        "--gather",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --train: wide layers' gradients summed as list dot products over blocks of rows, as "
+        "train() does on DuckDB when the rows fit in memory (default: as the model's training did)",
+    )
     _add_interfaces(sub, add_db)
     return parser
 
@@ -645,6 +653,9 @@ def cmd_sql(args: argparse.Namespace) -> int:
         if unable and args.dialect in ENGINE_CLASSES:  # SQL that engine would refuse: say so instead
             raise UsageError(unable)
         program = TrainingProgram(model.spec, optimizer_from_training(model.training, args.lr), caps)
+        gather = bool(model.training.get("gathered_layers")) if args.gather is None else args.gather
+        if gather and PLANS[args.strategy].gathers:  # a dialect that cannot gather has nothing to gather
+            program = replace(program, gather=True)
         prepared = "sqlgrad_run_data"
         features = model.features or [f"x{i}" for i in range(model.spec.n_inputs)]
         statements = [

@@ -142,8 +142,10 @@ class GatheredGradients:
     of one scalar ``SUM(a_i * d_j)`` (``benchmarks/floor.py``). The lists hold every row of the update
     at once, and DuckDB cannot spill them to disk: a plan gathers only where
     ``rows * values * bytes_per_value`` fits in a share of the engine's memory limit
-    (:meth:`fits`); ``bytes_per_value`` is measured (3.6 times the 8 bytes of a DOUBLE). Layers with
-    fewer than ``min_products`` weights keep the scalar sums.
+    (:meth:`fits`); ``bytes_per_value`` is measured (3.6 times the 8 bytes of a DOUBLE). Gathering
+    costs a list append per row for each of a layer's ``fan_in + fan_out`` values and saves work on each
+    of its ``fan_in * fan_out`` products, so a layer is gathered only with at least
+    ``products_per_value`` products per gathered value (:meth:`applies`).
 
     The lists of a block line up row by row because the engine feeds every ``gather`` aggregate of a
     group the same rows in the same order, also when threads combine their partial lists. DuckDB does
@@ -151,9 +153,9 @@ class GatheredGradients:
     W2's gathered sums 3.8x slower: slower than one ``SUM`` per weight). ``tests/test_gathered_gradients.py``
     checks it against numpy on 300,000 rows, three row groups and two threads.
 
-    >>> g = GatheredGradients("list", "list_inner_product", "rowid", 4096, 64, 32)
-    >>> g.applies(64, 32), g.applies(2, 2)
-    (True, False)
+    >>> g = GatheredGradients("list", "list_inner_product", "rowid", 4096, 12, 32)
+    >>> g.applies(64, 32), g.applies(32, 10), g.applies(64, 2)
+    (True, False, False)
     >>> g.fits(rows=100_000, values=138, memory_limit=16 * 2**30)
     True
     >>> g.fits(rows=10_000_000, values=290, memory_limit=16 * 2**30)
@@ -164,13 +166,13 @@ class GatheredGradients:
     dot: str
     row_number: str
     block_rows: int
-    min_products: int
+    products_per_value: int
     bytes_per_value: int
     memory_share: float = 0.25
 
     def applies(self, fan_in: int, fan_out: int) -> bool:
         """Whether a ``fan_in`` to ``fan_out`` layer's weight gradient is worth gathering."""
-        return fan_in * fan_out >= self.min_products
+        return fan_in * fan_out >= self.products_per_value * (fan_in + fan_out)
 
     def fits(self, rows: int, values: int, memory_limit: int | None) -> bool:
         """Whether ``rows`` rows of ``values`` gathered values each fit in :attr:`memory_share` of

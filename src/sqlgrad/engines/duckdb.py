@@ -54,13 +54,15 @@ class DuckDBEngine(Engine):
         # 64-to-64 0.75 s against 2.37 s; a tie at 8-to-4, scalars ahead at 2-to-2, 8-to-1 and 64-to-2
         # (benchmarks/vector_dot.py, benchmarks/results/vector_dot.json)
         vector_dot=VectorDot("list_value", "list_inner_product", min_length=8, min_count=4),
-        # W2's gradient sums (64-32-10, 100k rows): 0.32 s gathered in blocks of 4,096 rows against
-        # 0.82 s as one SUM per weight; W3's (32-64-64-2, 1M rows) 9.6 s against 15.3 s; blocks of 2,048
-        # tie, 512 and 16,384 are slower; 50 gathered DOUBLEs per row held 1.43 GB per million rows at
-        # the peak (3.6x their 400 MB) and do not spill: 200 MB of memory_limit ran out
-        # (benchmarks/floor.py, benchmarks/results/floor.json; docs/benchmarks.md)
+        # the gradient sums alone, one layer on 100k rows (benchmarks/floor.py, results/floor_shapes.json):
+        # gathered in blocks of 4,096 rows against one SUM per weight, 64-to-32 0.42 s against 0.76 s,
+        # 32-to-32 0.20 s against 0.35 s, 24-to-24 0.18 s against 0.27 s; a tie at 32-to-16 (10.7
+        # products per gathered value); slower at 32-to-10 (0.105 s against 0.083 s), 16-to-16 and
+        # 128-to-4; blocks of 2,048 tie, 512 and 16,384 are slower. 50 gathered DOUBLEs per row held
+        # 1.43 GB per million rows at the peak (3.6x their 400 MB) and did not spill: 200 MB of
+        # memory_limit ran out (docs/benchmarks.md, "Wide models, session 13")
         gathered_gradients=GatheredGradients(
-            "list", "list_inner_product", "rowid", block_rows=4096, min_products=64, bytes_per_value=32
+            "list", "list_inner_product", "rowid", block_rows=4096, products_per_value=12, bytes_per_value=32
         ),
     )
 
